@@ -1,0 +1,1 @@
+"""Reading audio, batched augmentation and the feature front end."""

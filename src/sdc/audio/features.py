@@ -1,0 +1,112 @@
+"""The MFCC front end: fixed-length waveform in, normalized MFCC image out.
+
+It is part of the model (and of every checkpoint and export), so training, evaluation, inference
+and the exported graph can never compute features differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torchaudio
+from torch import nn
+
+NORMALIZATIONS = ("global", "utterance", "none")
+
+
+class MfccFrontend(nn.Module):
+    """40 MFCCs over 23 ms frames every 11.5 ms (the write-up's recipe) plus normalization.
+
+    Normalization, chosen by `normalize`:
+    - `global`: each coefficient is standardized with the mean and standard deviation of the
+      clean training windows, stored as buffers. Raw MFCCs span very different scales (c0 is in
+      the hundreds, high coefficients near one), which slows and destabilizes training; the
+      statistics come from the training split only, so nothing leaks from validation or test.
+    - `utterance`: cepstral mean and variance normalization per clip, which removes a fixed
+      channel (microphone) colouring and loudness: more robust to recordings unlike FSDD.
+    - `none`: raw MFCCs.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 8000,
+        clip_seconds: float = 2.3,
+        n_mfcc: int = 40,
+        n_mels: int = 64,
+        frame_seconds: float = 0.023,
+        hop_seconds: float = 0.0115,
+        n_fft: int = 256,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        top_db: float = 80.0,
+        normalize: str = "global",
+    ) -> None:
+        super().__init__()
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+        self.sample_rate = sample_rate
+        self.window = round(clip_seconds * sample_rate)
+        self.normalize = normalize
+        win_length = round(frame_seconds * sample_rate)
+        self.hop_length = round(hop_seconds * sample_rate)
+        self.mfcc = torchaudio.transforms.MFCC(
+            sample_rate=sample_rate,
+            n_mfcc=n_mfcc,
+            log_mels=False,
+            melkwargs={
+                "n_fft": max(n_fft, win_length),
+                "win_length": win_length,
+                "hop_length": self.hop_length,
+                "f_min": f_min,
+                "f_max": f_max if f_max is not None else sample_rate / 2,
+                "n_mels": n_mels,
+            },
+        )
+        self.mfcc.amplitude_to_DB.top_db = top_db
+        self.register_buffer("mean", torch.zeros(n_mfcc, 1))
+        self.register_buffer("std", torch.ones(n_mfcc, 1))
+        self.register_buffer("fitted", torch.tensor(normalize != "global"))
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """(channels, coefficients, frames) of one clip's features."""
+        frames = self.window // self.hop_length + 1
+        return (1, self.mfcc.n_mfcc, frames)
+
+    def raw(self, windows: torch.Tensor) -> torch.Tensor:
+        """MFCCs of (B, window) waveforms as (B, 1, n_mfcc, frames), before normalization.
+
+        The transform gets (B, 1, L), not (B, L): with the latter, torchaudio takes the 80 dB
+        `top_db` floor over the whole batch and a clip's features would depend on its neighbours.
+        """
+        return self.mfcc(windows.unsqueeze(1))
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        features = self.raw(windows)
+        if self.normalize == "global":
+            return (features - self.mean) / self.std
+        if self.normalize == "utterance":
+            mean = features.mean(dim=-1, keepdim=True)
+            std = features.std(dim=-1, keepdim=True)
+            return (features - mean) / (std + 1e-5)
+        return features
+
+    @torch.no_grad()
+    def fit(self, batches: Iterable[torch.Tensor]) -> None:
+        """Set the global statistics from clean training windows (streamed, in float64)."""
+        total = torch.zeros(self.mfcc.n_mfcc, 1, dtype=torch.float64)
+        total_sq = torch.zeros_like(total)
+        count = 0
+        for windows in batches:
+            feats = self.raw(windows.to(self.mean.device)).double().cpu()
+            total += feats.sum(dim=(0, 1, 3)).unsqueeze(1)
+            total_sq += (feats**2).sum(dim=(0, 1, 3)).unsqueeze(1)
+            count += feats.shape[0] * feats.shape[3]
+        if count == 0:
+            raise ValueError("cannot fit feature statistics on no data")
+        mean = total / count
+        std = (total_sq / count - mean**2).clamp(min=1e-8).sqrt()
+        self.mean.copy_(mean.float())
+        self.std.copy_(std.float())
+        self.fitted.fill_(True)

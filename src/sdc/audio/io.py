@@ -1,0 +1,51 @@
+"""Reading audio files into mono float tensors at the rate a model expects.
+
+soundfile is used instead of `torchaudio.load`, which needs TorchCodec and FFmpeg; it reads WAV
+at any bit depth as well as FLAC and OGG.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+from sdc.errors import SdcError
+
+
+@lru_cache(maxsize=16)
+def _resampler(orig_freq: int, new_freq: int) -> torchaudio.transforms.Resample:
+    # Building a resampling kernel is costly; files of one dataset share a rate.
+    return torchaudio.transforms.Resample(orig_freq, new_freq)
+
+
+def resample(wave: torch.Tensor, orig_freq: int, new_freq: int) -> torch.Tensor:
+    """Resample with a cached kernel; a no-op at equal rates."""
+    if orig_freq == new_freq:
+        return wave
+    with torch.no_grad():
+        return _resampler(int(orig_freq), int(new_freq))(wave)
+
+
+def read_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
+    """Read a file as a 1-D float32 tensor in [-1, 1] at `sample_rate`, channels averaged.
+
+    Raises SdcError naming the file when it cannot be decoded, is empty or holds NaN/Inf:
+    a silently wrong clip would poison training or give a confident wrong answer.
+    """
+    path = Path(path)
+    try:
+        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SdcError(f"{path}: cannot read audio ({reason})") from None
+    if data.shape[0] == 0:
+        raise SdcError(f"{path}: the file holds no samples")
+    if not np.isfinite(data).all():
+        raise SdcError(f"{path}: the audio holds NaN or infinite samples")
+    wave = torch.from_numpy(data.mean(axis=1))
+    return resample(wave, int(file_rate), sample_rate)

@@ -1,0 +1,106 @@
+"""Where the configs live, and the checks that turn a bad value into a one-line error.
+
+Hydra already rejects unknown keys (the configs are in struct mode); `validate` adds the range and
+choice checks a type system cannot express, before anything is loaded or trained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from sdc.data.fsdd import SPLITS
+from sdc.errors import SdcError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_root() -> Path:
+    """The source checkout when sdc runs from one (editable install), else the working folder."""
+    checkout = PACKAGE_DIR.parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "configs").is_dir():
+        return checkout
+    return Path.cwd()
+
+
+def config_dir() -> Path:
+    """Configs ship inside a wheel as `sdc/configs`; a checkout keeps them at the top level."""
+    bundled = PACKAGE_DIR / "configs"
+    return bundled if bundled.is_dir() else PACKAGE_DIR.parents[1] / "configs"
+
+
+if not OmegaConf.has_resolver("sdc.project_root"):
+    OmegaConf.register_new_resolver("sdc.project_root", lambda: str(project_root()))
+
+
+def _require(cfg: DictConfig, key: str, ok: bool, expected: str) -> None:
+    if not ok:
+        value = OmegaConf.select(cfg, key)
+        raise SdcError(f"{key}: expected {expected}, got {value!r}")
+
+
+def _positive(cfg: DictConfig, key: str, integer: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    kind = int if integer else (int, float)
+    ok = isinstance(value, kind) and not isinstance(value, bool) and value > 0
+    _require(cfg, key, ok, "a positive integer" if integer else "a positive number")
+
+
+def _probability(cfg: DictConfig, key: str) -> None:
+    value = OmegaConf.select(cfg, key)
+    ok = isinstance(value, (int, float)) and 0.0 <= value <= 1.0
+    _require(cfg, key, ok, "a probability in [0, 1]")
+
+
+def _range(cfg: DictConfig, key: str, low: float, high: float) -> None:
+    value = OmegaConf.select(cfg, key)
+    ok = (
+        value is not None
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) for v in value)
+        and low <= value[0] <= value[1] <= high
+    )
+    _require(cfg, key, ok, f"[min, max] with {low} <= min <= max <= {high}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Fail fast, naming the key, on values that would crash or silently mislead a run."""
+    _require(
+        cfg,
+        "data.split",
+        cfg.data.split in SPLITS,
+        f"one of {', '.join(SPLITS)}",
+    )
+    for key in ("data.batch_size", "data.eval_batch_size", "data.sample_rate"):
+        _positive(cfg, key, integer=True)
+    _positive(cfg, "data.clip_seconds")
+    _require(
+        cfg,
+        "data.num_workers",
+        isinstance(cfg.data.num_workers, int) and cfg.data.num_workers >= 0,
+        "an integer >= 0",
+    )
+    for key in ("data.val_fraction", "data.test_fraction"):
+        value = OmegaConf.select(cfg, key)
+        _require(cfg, key, isinstance(value, (int, float)) and 0 < value < 1, "a fraction in (0, 1)")
+    _require(
+        cfg,
+        "data.test_fraction",
+        cfg.data.val_fraction + cfg.data.test_fraction < 1,
+        "val_fraction + test_fraction < 1",
+    )
+    _positive(cfg, "optim.lr")
+    wd = OmegaConf.select(cfg, "optim.weight_decay", default=0.0)
+    _require(cfg, "optim.weight_decay", isinstance(wd, (int, float)) and wd >= 0, "a number >= 0")
+    for step in ("pitch_shift", "time_stretch", "placement", "noise"):
+        _probability(cfg, f"data.augment.{step}.p")
+    _range(cfg, "data.augment.pitch_shift.semitones", -12, 12)
+    _range(cfg, "data.augment.time_stretch.rate", 0.25, 4.0)
+    _range(cfg, "data.augment.noise.std", 1e-6, 1.0)
+    _require(
+        cfg,
+        "trainer.max_epochs",
+        isinstance(cfg.trainer.max_epochs, int) and cfg.trainer.max_epochs >= 1,
+        "an integer >= 1",
+    )

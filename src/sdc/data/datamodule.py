@@ -1,0 +1,193 @@
+"""The FSDD `LightningDataModule`: find or download the data, split it, decode it once, and
+hand the model fixed-length waveform windows, augmented on the device for training only."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader, Dataset
+
+from sdc.audio.augment import AugmentConfig, WaveformAugment
+from sdc.audio.io import read_audio
+from sdc.audio.window import fit_to_window
+from sdc.data.download import download_fsdd
+from sdc.data.fsdd import (
+    SUBSETS,
+    Recording,
+    find_recordings_dir,
+    index_recordings,
+    split_recordings,
+)
+from sdc.errors import SdcError
+
+log = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""(waves (B, L) zero-padded, lengths (B,), labels (B,))"""
+
+
+class ClipDataset(Dataset):
+    """Decoded clips held in memory: FSDD is about 40 MB as float32, so no disk I/O per epoch."""
+
+    def __init__(self, waves: Sequence[torch.Tensor], labels: Sequence[int]) -> None:
+        self.waves = list(waves)
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.waves[i], int(self.labels[i])
+
+
+def collate_clips(items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
+    """Pad a list of clips into one batch: the window is fitted later, on the device."""
+    waves = [wave for wave, _ in items]
+    lengths = torch.tensor([len(w) for w in waves], dtype=torch.long)
+    labels = torch.tensor([label for _, label in items], dtype=torch.long)
+    return pad_sequence(waves, batch_first=True), lengths, labels
+
+
+def _augment_config(augment: Mapping[str, Any] | AugmentConfig | None) -> AugmentConfig:
+    if isinstance(augment, AugmentConfig):
+        return augment
+    schema = OmegaConf.structured(AugmentConfig)
+    if augment is None:
+        return OmegaConf.to_object(schema)
+    merged = OmegaConf.merge(schema, augment)
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+class FSDDDataModule(pl.LightningDataModule):
+    """Owns the Free Spoken Digit Dataset from folder (or download) to device-side batches."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        download: bool = True,
+        strict: bool = True,
+        sample_rate: int = 8000,
+        clip_seconds: float = 2.3,
+        split: str = "random",
+        seed: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        test_speakers: Sequence[str] = (),
+        val_speakers: Sequence[str] = (),
+        batch_size: int = 50,
+        eval_batch_size: int = 250,
+        num_workers: int = 0,
+        augment: Mapping[str, Any] | AugmentConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root).expanduser().absolute()
+        self.download = download
+        self.strict = strict
+        self.sample_rate = sample_rate
+        self.window = round(clip_seconds * sample_rate)
+        self.split_name = split
+        self.seed = seed
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.test_speakers = list(test_speakers)
+        self.val_speakers = list(val_speakers)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.augment = WaveformAugment(_augment_config(augment), sample_rate, self.window)
+        self.split: dict[str, list[Recording]] = {}
+        self.datasets: dict[str, ClipDataset] = {}
+
+    def prepare_data(self) -> None:
+        """Download FSDD when `root` does not exist (runs on one process only)."""
+        if self.root.exists() and any(self.root.iterdir()):
+            return
+        if not self.download:
+            raise SdcError(
+                f"data.root: {self.root} does not exist or is empty; point SDC_DATA_DIR or "
+                "data.root at a copy of FSDD, or set data.download=true"
+            )
+        log.info("FSDD not found at %s: downloading it", self.root)
+        download_fsdd(self.root)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        folder = find_recordings_dir(self.root)
+        recordings = index_recordings(folder, strict=self.strict)
+        self.split = split_recordings(
+            recordings,
+            self.split_name,
+            self.seed,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            test_speakers=self.test_speakers,
+            val_speakers=self.val_speakers,
+        )
+        for subset in SUBSETS:
+            if not self.split[subset]:
+                raise SdcError(f"data.split={self.split_name}: the {subset} set is empty")
+        self.datasets = {subset: self._decode(self.split[subset]) for subset in SUBSETS}
+        log.info(
+            "FSDD from %s: %s",
+            folder,
+            ", ".join(f"{s} {len(self.datasets[s])}" for s in SUBSETS),
+        )
+
+    def _decode(self, recordings: Sequence[Recording]) -> ClipDataset:
+        waves: list[torch.Tensor] = []
+        labels: list[int] = []
+        for rec in recordings:
+            try:
+                waves.append(read_audio(rec.path, self.sample_rate))
+            except SdcError:
+                if self.strict:
+                    raise
+                log.warning("skipping unreadable %s", rec.path)
+                continue
+            labels.append(rec.digit)
+        return ClipDataset(waves, labels)
+
+    def _loader(self, subset: str, shuffle: bool) -> DataLoader:
+        if not self.datasets:
+            raise RuntimeError("call setup() before asking for a loader")
+        return DataLoader(
+            self.datasets[subset],
+            batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collate_clips,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(
+        self, batch: Batch, dataloader_idx: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Turn a padded batch into (windows, labels) on the device: augmented when training."""
+        waves, lengths, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        if training:
+            return self.augment(waves, lengths), labels
+        return fit_to_window(waves, lengths, self.window), labels
+
+    def clean_windows(self, subset: str = "train") -> Iterator[torch.Tensor]:
+        """Unaugmented, centred windows of a subset, e.g. to fit feature statistics."""
+        for waves, lengths, _ in self._loader(subset, shuffle=False):
+            yield fit_to_window(waves, lengths, self.window)
+

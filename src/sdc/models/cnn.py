@@ -1,0 +1,62 @@
+"""The write-up's CNN: 3x3 conv blocks with batch norm and max pooling, a 1x1 channel
+reduction, dropout, and three linear layers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def conv_block(in_channels: int, out_channels: int, dropout: float) -> nn.Sequential:
+    """3x3 conv, batch norm, ReLU, 2x2 max pool: each block halves both axes."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Dropout2d(dropout),
+    )
+
+
+class DigitCNN(nn.Module):
+    """Conv blocks, then a 1x1 conv that shrinks the channels before the dense head.
+
+    The 1x1 reduction keeps the first linear layer small: the flattened map after the blocks is
+    `reduced_channels x (n_mfcc / 2^k) x (frames / 2^k)`.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        n_classes: int = 10,
+        channels: Sequence[int] = (16, 32, 64),
+        reduced_channels: int = 16,
+        hidden: Sequence[int] = (128, 64),
+        conv_dropout: float = 0.1,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        in_channels, height, width = input_shape
+        blocks: list[nn.Module] = []
+        for out_channels in channels:
+            blocks.append(conv_block(in_channels, out_channels, conv_dropout))
+            in_channels = out_channels
+            height, width = height // 2, width // 2
+        blocks += [
+            nn.Conv2d(in_channels, reduced_channels, kernel_size=1, bias=False),
+            nn.BatchNorm2d(reduced_channels),
+            nn.ReLU(inplace=True),
+        ]
+        self.features = nn.Sequential(*blocks)
+        layers: list[nn.Module] = [nn.Flatten()]
+        width_in = reduced_channels * height * width
+        for width_out in hidden:
+            layers += [nn.Linear(width_in, width_out), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            width_in = width_out
+        layers.append(nn.Linear(width_in, n_classes))
+        self.head = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(features))

@@ -1,0 +1,72 @@
+"""The test report: accuracy, per-class precision/recall/F1 and a confusion matrix.
+
+Written once per run, for the checkpoint chosen on validation accuracy, on the test set only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sklearn.metrics import (  # noqa: E402
+    ConfusionMatrixDisplay,
+    classification_report,
+    confusion_matrix,
+)
+
+
+def classification_summary(
+    targets: Sequence[int], predictions: Sequence[int], labels: Sequence[str]
+) -> tuple[str, dict[str, Any]]:
+    """The scikit-learn report as text (for people) and as a dict (for programs)."""
+    ids = list(range(len(labels)))
+    kwargs = {"labels": ids, "target_names": list(labels), "digits": 4, "zero_division": 0}
+    text = classification_report(targets, predictions, **kwargs)
+    table = classification_report(targets, predictions, output_dict=True, **kwargs)
+    return text, table
+
+
+def confusion_figure(
+    targets: Sequence[int], predictions: Sequence[int], labels: Sequence[str], title: str
+) -> Figure:
+    matrix = confusion_matrix(targets, predictions, labels=list(range(len(labels))))
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ConfusionMatrixDisplay(matrix, display_labels=list(labels)).plot(
+        ax=ax, colorbar=False, cmap="Blues"
+    )
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def write_report(
+    targets: Sequence[int],
+    predictions: Sequence[int],
+    labels: Sequence[str],
+    out_dir: Path,
+    title: str,
+    extra: dict[str, Any] | None = None,
+) -> tuple[str, dict[str, Any], Figure]:
+    """Save `report.txt`, `report.json` and `confusion_matrix.png` in `out_dir`.
+
+    Returns the text, the JSON payload and the figure (so the caller can log it too).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text, table = classification_summary(targets, predictions, labels)
+    accuracy = float(np.mean(np.asarray(targets) == np.asarray(predictions)))
+    header = f"{title}\naccuracy: {accuracy:.4f} on {len(targets)} clips\n\n"
+    payload = {"title": title, "accuracy": accuracy, "n": len(targets), "per_class": table}
+    payload.update(extra or {})
+    (out_dir / "report.txt").write_text(header + text)
+    (out_dir / "report.json").write_text(json.dumps(payload, indent=2) + "\n")
+    fig = confusion_figure(targets, predictions, labels, title)
+    fig.savefig(out_dir / "confusion_matrix.png", dpi=120)
+    return header + text, payload, fig

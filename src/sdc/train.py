@@ -1,0 +1,148 @@
+"""`python -m sdc.train [experiment=...] [overrides]`: train, then test the best checkpoint once.
+
+`train(cfg)` does the work and returns the metrics; `main` is the thin Hydra shell around it and
+returns the metric a sweeper optimizes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from sdc import LABELS
+from sdc.cli import user_errors
+from sdc.config import config_dir, validate
+from sdc.data.fsdd import write_split_csv
+from sdc.module import DigitClassifier
+from sdc.report import write_report
+
+log = logging.getLogger(__name__)
+
+
+def build_module(cfg: DictConfig) -> DigitClassifier:
+    """The LightningModule from the run config; its hparams are plain, resolved data."""
+
+    def plain(node: Any) -> Any:
+        return OmegaConf.to_container(node, resolve=True) if node is not None else None
+
+    return DigitClassifier(
+        net=plain(cfg.model),
+        frontend=plain(cfg.features),
+        optim=plain(cfg.optim),
+        scheduler=plain(cfg.get("scheduler")),
+        labels=LABELS,
+    )
+
+
+def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The run config flattened to `group.key` scalars for TensorBoard's HPARAMS view."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else str(key))
+        elif isinstance(node, list):
+            flat[prefix] = str(node)
+        else:
+            flat[prefix] = node if node is not None else "null"
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    walk({k: v for k, v in container.items() if k not in ("paths", "hydra")}, "")
+    return flat
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit on train, select on val_acc, test the selected checkpoint once; return metrics."""
+    validate(cfg)
+    if cfg.seed is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    started = time.perf_counter()
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    write_split_csv(datamodule.split, output_dir / "split.csv")
+
+    module = build_module(cfg)
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    if isinstance(logger, TensorBoardLogger):
+        logger.log_hyperparams(_flat_hparams(cfg), {"val_acc": 0.0, "test_acc": 0.0})
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - started
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best_path = checkpoint.best_model_path if checkpoint else ""
+    if checkpoint and checkpoint.best_model_score is not None:
+        metrics["val_acc_best"] = float(checkpoint.best_model_score)
+
+    if cfg.test:
+        # The checkpoint with the best validation accuracy, or the weights in hand when none was
+        # saved (fast_dev_run saves none).
+        trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
+        metrics["test_acc"] = float(trainer.callback_metrics["test_acc"])
+        if trainer.is_global_zero:
+            _report(cfg, trainer, module, datamodule, best_path, output_dir)
+
+    metrics["fit_seconds"] = fit_seconds
+    if trainer.is_global_zero:
+        summary = {"best_checkpoint": best_path, "epochs": trainer.current_epoch, **metrics}
+        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        log.info("metrics: %s", json.dumps(summary))
+    return metrics
+
+
+def _report(
+    cfg: DictConfig,
+    trainer: pl.Trainer,
+    module: DigitClassifier,
+    datamodule: Any,
+    checkpoint: str,
+    output_dir: Path,
+) -> None:
+    probs, targets = module.test_probabilities()
+    predictions = probs.argmax(dim=-1)
+    files = [r.path.name for r in datamodule.split["test"]]
+    title = f"{cfg.name}: test split '{cfg.data.split}' ({Path(checkpoint).name or 'last weights'})"
+    text, _, figure = write_report(
+        targets.tolist(),
+        predictions.tolist(),
+        module.labels,
+        output_dir / "test",
+        title,
+        extra={"checkpoint": checkpoint, "files": files},
+    )
+    print(text)
+    if isinstance(trainer.logger, TensorBoardLogger):
+        trainer.logger.experiment.add_figure("test/confusion_matrix", figure, trainer.global_step)
+        trainer.logger.experiment.add_text("test/report", f"```\n{text}\n```", trainer.global_step)
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    torch.set_float32_matmul_precision("high")
+    with user_errors():
+        metrics = train(cfg)
+    value = metrics.get(cfg.get("optimized_metric") or "")
+    # Sweepers must never see NaN: a diverged trial is the worst trial, not a crash.
+    return None if value is None else (value if math.isfinite(value) else 0.0)
+
+
+if __name__ == "__main__":
+    main()
