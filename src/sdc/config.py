@@ -83,7 +83,9 @@ def validate(cfg: DictConfig) -> None:
     )
     for key in ("data.val_fraction", "data.test_fraction"):
         value = OmegaConf.select(cfg, key)
-        _require(cfg, key, isinstance(value, (int, float)) and 0 < value < 1, "a fraction in (0, 1)")
+        _require(
+            cfg, key, isinstance(value, (int, float)) and 0 < value < 1, "a fraction in (0, 1)"
+        )
     _require(
         cfg,
         "data.test_fraction",

@@ -64,7 +64,9 @@ class DigitClassifier(pl.LightningModule):
         datamodule = self.trainer.datamodule
         self.frontend.fit(w.to(self.device) for w in datamodule.clean_windows("train"))
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         windows, labels = batch
         logits = self(windows)
         loss = F.cross_entropy(logits, labels)
@@ -106,4 +108,7 @@ class DigitClassifier(pl.LightningModule):
         if scheduler_cfg.get("total_steps") is None and "total_steps" in scheduler_cfg:
             scheduler_cfg["total_steps"] = self.trainer.estimated_stepping_batches
         scheduler = instantiate(scheduler_cfg)(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": interval},
+        }

@@ -22,7 +22,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from sdc import LABELS
-from sdc.cli import user_errors
+from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir, validate
 from sdc.data.fsdd import write_split_csv
 from sdc.module import DigitClassifier
@@ -31,17 +31,20 @@ from sdc.report import write_report
 log = logging.getLogger(__name__)
 
 
+def _plain(node: Any) -> Any:
+    """Resolved plain data (dicts, lists, scalars) from a config node."""
+    if OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
 def build_module(cfg: DictConfig) -> DigitClassifier:
     """The LightningModule from the run config; its hparams are plain, resolved data."""
-
-    def plain(node: Any) -> Any:
-        return OmegaConf.to_container(node, resolve=True) if node is not None else None
-
     return DigitClassifier(
-        net=plain(cfg.model),
-        frontend=plain(cfg.features),
-        optim=plain(cfg.optim),
-        scheduler=plain(cfg.get("scheduler")),
+        net=_plain(cfg.model),
+        frontend=_plain(cfg.features),
+        optim=_plain(cfg.optim),
+        scheduler=_plain(cfg.get("scheduler")),
         labels=LABELS,
     )
 
@@ -53,14 +56,15 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     def walk(node: Any, prefix: str) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
-                walk(value, f"{prefix}.{key}" if prefix else str(key))
+                walk(value, f"{prefix}.{key}")
         elif isinstance(node, list):
             flat[prefix] = str(node)
         else:
-            flat[prefix] = node if node is not None else "null"
+            flat[prefix] = "null" if node is None else node
 
-    container = OmegaConf.to_container(cfg, resolve=True)
-    walk({k: v for k, v in container.items() if k not in ("paths", "hydra")}, "")
+    for key in cfg:
+        if key not in ("paths", "hydra", "callbacks", "logger"):
+            walk(_plain(cfg[key]), str(key))
     return flat
 
 
@@ -135,13 +139,17 @@ def _report(
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_app(cfg: DictConfig) -> float | None:
     torch.set_float32_matmul_precision("high")
     with user_errors():
         metrics = train(cfg)
     value = metrics.get(cfg.get("optimized_metric") or "")
     # Sweepers must never see NaN: a diverged trial is the worst trial, not a crash.
     return None if value is None else (value if math.isfinite(value) else 0.0)
+
+
+def main() -> None:
+    run_hydra_app(hydra_app)
 
 
 if __name__ == "__main__":

@@ -190,4 +190,3 @@ class FSDDDataModule(pl.LightningDataModule):
         """Unaugmented, centred windows of a subset, e.g. to fit feature statistics."""
         for waves, lengths, _ in self._loader(subset, shuffle=False):
             yield fit_to_window(waves, lengths, self.window)
-

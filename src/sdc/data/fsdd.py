@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,37 +82,40 @@ def index_recordings(folder: Path, strict: bool = True) -> list[Recording]:
 
 
 def _stable_key(seed: int, name: str) -> str:
-    """A pseudo-random but platform-independent sort key for a file under a seed.
-
-    Python's `random` and numpy generators are stable too, but hashing the name makes a
-    clip's subset independent of which other files happen to be present.
-    """
+    """A seeded, platform-independent shuffle key: a clip's place depends on its name only."""
     return hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()
 
 
 def _stratified(
     recordings: Sequence[Recording], fractions: dict[str, float], seed: int
 ) -> dict[str, list[Recording]]:
-    """Split every (digit, speaker) group by `fractions` so each subset keeps the mix of both."""
+    """Split by `fractions` so that every subset keeps the mix of digits and speakers.
+
+    Each (digit, speaker) group is shuffled and cut by its share; when a share is fractional
+    (15 takes at 10% is 1.5 clips) the spare clip goes to the subset furthest below its share
+    of the dataset so far. Every group is thus within one clip of its share and every subset
+    within one clip of its share of the whole. (scikit-learn's stratified split refuses groups
+    smaller than the number of subsets, which small or partial datasets have.)
+    """
     groups: dict[tuple[int, str], list[Recording]] = {}
     for rec in recordings:
         groups.setdefault((rec.digit, rec.speaker), []).append(rec)
-    out: dict[str, list[Recording]] = {name: [] for name in fractions}
     names = list(fractions)
+    out: dict[str, list[Recording]] = {name: [] for name in names}
+    ideal = dict.fromkeys(names, 0.0)
     for key in sorted(groups):
         members = sorted(groups[key], key=lambda r: _stable_key(seed, r.path.name))
         n = len(members)
-        # Largest-remainder rounding keeps each subset's share exact over the whole dataset.
-        counts = [int(fractions[name] * n) for name in names]
-        order = sorted(
-            range(len(names)), key=lambda i: -(fractions[names[i]] * n - counts[i])
-        )
-        for i in order[: n - sum(counts)]:
-            counts[i] += 1
+        counts = {name: math.floor(n * fractions[name]) for name in names}
+        for name in names:
+            ideal[name] += n * fractions[name]
+        behind = sorted(names, key=lambda nm: -(ideal[nm] - len(out[nm]) - counts[nm]))
+        for name in behind[: n - sum(counts.values())]:
+            counts[name] += 1
         start = 0
-        for name, count in zip(names, counts, strict=True):
-            out[name].extend(members[start : start + count])
-            start += count
+        for name in names:
+            out[name].extend(members[start : start + counts[name]])
+            start += counts[name]
     return {name: sorted(subset) for name, subset in out.items()}
 
 

@@ -24,7 +24,9 @@ class DigitCNN(nn.Module):
     """Conv blocks, then a 1x1 conv that shrinks the channels before the dense head.
 
     The 1x1 reduction keeps the first linear layer small: the flattened map after the blocks is
-    `reduced_channels x (n_mfcc / 2^k) x (frames / 2^k)`.
+    `reduced_channels x (n_mfcc / 2^k) x (frames / 2^k)`. With `time_pooling="max"` the time
+    axis is reduced to its maximum first, so the head sees the same input wherever the digit
+    sits in the window.
     """
 
     def __init__(
@@ -34,8 +36,9 @@ class DigitCNN(nn.Module):
         channels: Sequence[int] = (16, 32, 64),
         reduced_channels: int = 16,
         hidden: Sequence[int] = (128, 64),
-        conv_dropout: float = 0.1,
+        conv_dropout: float = 0.0,
         dropout: float = 0.3,
+        time_pooling: str = "none",
     ) -> None:
         super().__init__()
         in_channels, height, width = input_shape
@@ -49,6 +52,11 @@ class DigitCNN(nn.Module):
             nn.BatchNorm2d(reduced_channels),
             nn.ReLU(inplace=True),
         ]
+        if time_pooling == "max":
+            blocks.append(nn.AdaptiveMaxPool2d((height, 1)))
+            width = 1
+        elif time_pooling != "none":
+            raise ValueError(f"time_pooling must be 'none' or 'max', got {time_pooling!r}")
         self.features = nn.Sequential(*blocks)
         layers: list[nn.Module] = [nn.Flatten()]
         width_in = reduced_channels * height * width

@@ -1,0 +1,44 @@
+# Everything runs inside .venv, created on first use. `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-fast lint format tensorboard clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install sdc (editable) with its dev tools; idempotent
+
+train: $(STAMP) ## Train the write-up's baseline (extra Hydra overrides: make train ARGS='...')
+	$(BIN)/python -m sdc.train experiment=baseline $(ARGS)
+
+test: $(STAMP) ## Run the test suite (the real-FSDD tests need SDC_DATA_DIR)
+	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: $(STAMP) ## The tests that need neither FSDD nor long training
+	$(BIN)/python -m pytest -m "not fsdd and not slow" $(ARGS)
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+tensorboard: $(STAMP) ## Every run and sweep under outputs/
+	$(BIN)/tensorboard --logdir outputs
+
+clean: ## Remove caches (keeps .venv, data and outputs)
+	rm -rf .pytest_cache .ruff_cache build dist src/*.egg-info
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

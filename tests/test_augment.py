@@ -1,0 +1,137 @@
+"""The batched, device-side augmentation and the window fitting."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sdc.audio.augment import (
+    AugmentConfig,
+    GaussianNoise,
+    PitchShift,
+    RandomPlacement,
+    Resamplers,
+    TimeStretch,
+    WaveformAugment,
+    phase_vocoder_stretch,
+    speed_change,
+)
+from sdc.audio.window import fit_to_window
+
+SR = 8000
+
+
+def tone(freq: float, seconds: float = 1.0) -> torch.Tensor:
+    t = torch.arange(int(seconds * SR)) / SR
+    return torch.sin(2 * math.pi * freq * t)
+
+
+def peak_frequency(wave: torch.Tensor) -> float:
+    """Dominant frequency, refined by parabolic interpolation between FFT bins."""
+    spectrum = torch.fft.rfft(wave.double() * torch.hann_window(len(wave), dtype=torch.float64))
+    mag = spectrum.abs().log()
+    k = int(mag[1:-1].argmax()) + 1
+    a, b, c = mag[k - 1].item(), mag[k].item(), mag[k + 1].item()
+    offset = 0.5 * (a - c) / (a - 2 * b + c)
+    return (k + offset) * SR / len(wave)
+
+
+def test_window_centres_pads_and_crops() -> None:
+    waves = torch.zeros(2, 6)
+    waves[0, :4] = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    waves[1, :6] = torch.arange(1.0, 7.0)
+    lengths = torch.tensor([4, 6])
+    out = fit_to_window(waves, lengths, window=5)
+    assert out.shape == (2, 5)
+    assert out[0].tolist() in ([0, 1, 2, 3, 4], [1, 2, 3, 4, 0])
+    assert out[1].tolist() in ([1, 2, 3, 4, 5], [2, 3, 4, 5, 6])
+    start = fit_to_window(waves, lengths, 5, position=torch.zeros(2))
+    assert start[0].tolist() == [1, 2, 3, 4, 0]
+    assert start[1].tolist() == [1, 2, 3, 4, 5]
+    end = fit_to_window(waves, lengths, 5, position=torch.ones(2))
+    assert end[0].tolist() == [0, 1, 2, 3, 4]
+    assert end[1].tolist() == [2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("semitones", [-4.0, -2.0, 1.5, 3.0])
+def test_speed_change_moves_pitch_by_the_requested_semitones(semitones: float) -> None:
+    wave = tone(440.0).unsqueeze(0)
+    factor = torch.tensor([2 ** (semitones / 12)])
+    shifted, lengths, applied = speed_change(wave, torch.tensor([SR]), factor, SR, Resamplers())
+    # Pitch as a speed change, then the vocoder restores the duration: pitch must survive it.
+    restored, restored_lengths = phase_vocoder_stretch(shifted, lengths, 1 / applied)
+    measured = 12 * math.log2(peak_frequency(restored[0, : restored_lengths[0]]) / 440.0)
+    assert measured == pytest.approx(semitones, abs=0.25)
+    assert int(restored_lengths[0]) == pytest.approx(SR, rel=0.02)
+
+
+@pytest.mark.parametrize("rate", [0.8, 0.9, 1.1, 1.25])
+def test_time_stretch_changes_duration_and_keeps_pitch(rate: float) -> None:
+    wave = tone(500.0).unsqueeze(0)
+    out, lengths = phase_vocoder_stretch(wave, torch.tensor([SR]), torch.tensor([rate]))
+    assert int(lengths[0]) == pytest.approx(SR / rate, rel=0.02)
+    # The audible part (not the zero tail) must have the expected length too.
+    energy = out[0].abs() > 0.05
+    audible = int(np.flatnonzero(energy.numpy()).max()) + 1
+    assert audible == pytest.approx(SR / rate, rel=0.02)
+    assert peak_frequency(out[0, : lengths[0]]) == pytest.approx(500.0, rel=0.01)
+
+
+def test_vocoder_rates_are_per_clip() -> None:
+    waves = torch.stack([tone(400.0), tone(400.0)])
+    rates = torch.tensor([0.8, 1.25])
+    _, lengths = phase_vocoder_stretch(waves, torch.tensor([SR, SR]), rates)
+    assert lengths.tolist() == [round(SR / 0.8), round(SR / 1.25)]
+
+
+def batch_of_clips(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    lengths = torch.randint(1500, 4000, (n,))
+    waves = torch.zeros(n, int(lengths.max()))
+    for i, length in enumerate(lengths.tolist()):
+        waves[i, :length] = tone(300.0 + 50 * i, length / SR)
+    return waves, lengths
+
+
+def test_all_augmentations_off_is_the_centred_window() -> None:
+    waves, lengths = batch_of_clips()
+    augment = WaveformAugment(AugmentConfig(), SR, window=5000)
+    assert torch.equal(augment(waves, lengths), fit_to_window(waves, lengths, 5000))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        AugmentConfig(pitch_shift=PitchShift(p=1.0)),
+        AugmentConfig(time_stretch=TimeStretch(p=1.0)),
+        AugmentConfig(placement=RandomPlacement(p=1.0)),
+        AugmentConfig(noise=GaussianNoise(p=1.0)),
+    ],
+    ids=["pitch", "stretch", "placement", "noise"],
+)
+def test_each_augmentation_changes_the_clips_and_keeps_the_shape(config: AugmentConfig) -> None:
+    waves, lengths = batch_of_clips()
+    clean = fit_to_window(waves, lengths, 5000)
+    out = WaveformAugment(config, SR, window=5000)(waves, lengths)
+    assert out.shape == (6, 5000)
+    assert torch.isfinite(out).all()
+    changed = (out - clean).abs().amax(dim=1) > 1e-3
+    assert changed.sum() >= 5
+
+
+def test_noise_covers_the_padding() -> None:
+    waves, lengths = batch_of_clips()
+    config = AugmentConfig(noise=GaussianNoise(p=1.0, std=(0.01, 0.01)))
+    out = WaveformAugment(config, SR, window=5000)(waves, lengths)
+    clean = fit_to_window(waves, lengths, 5000)
+    padding = clean == 0
+    assert out[padding].std().item() == pytest.approx(0.01, rel=0.1)
+
+
+def test_placement_is_random_only_with_probability() -> None:
+    waves, lengths = batch_of_clips(40)
+    out = WaveformAugment(AugmentConfig(placement=RandomPlacement(p=0.0)), SR, 5000)(waves, lengths)
+    assert torch.equal(out, fit_to_window(waves, lengths, 5000))

@@ -1,0 +1,47 @@
+"""The MFCC front end: shapes, normalization, batch independence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sdc.audio.features import MfccFrontend
+
+
+def test_recipe_shape_is_40_mfccs_by_201_frames() -> None:
+    frontend = MfccFrontend(sample_rate=8000, clip_seconds=2.3)
+    assert frontend.output_shape == (1, 40, 201)
+    assert frontend(torch.randn(3, 18400) * 0.1).shape == (3, 1, 40, 201)
+
+
+@pytest.mark.parametrize("normalize", ["global", "utterance", "none"])
+def test_features_of_a_clip_do_not_depend_on_its_batch(normalize: str) -> None:
+    torch.manual_seed(0)
+    frontend = MfccFrontend(normalize=normalize).eval()
+    quiet = torch.randn(1, 18400) * 1e-3
+    loud = torch.randn(7, 18400)
+    alone = frontend(quiet)
+    together = frontend(torch.cat([quiet, loud]))[:1]
+    torch.testing.assert_close(alone, together, atol=1e-5, rtol=1e-5)
+
+
+def test_global_statistics_standardize_the_training_features() -> None:
+    torch.manual_seed(0)
+    frontend = MfccFrontend()
+    assert not bool(frontend.fitted)
+    batches = [torch.randn(8, 18400) * 0.2 for _ in range(3)]
+    frontend.fit(batches)
+    assert bool(frontend.fitted)
+    features = frontend(torch.cat(batches))
+    per_coefficient = features.transpose(0, 2).reshape(40, -1)
+    assert per_coefficient.mean(dim=1).abs().max() < 1e-3
+    assert (per_coefficient.std(dim=1) - 1).abs().max() < 1e-2
+
+
+def test_statistics_travel_in_the_state_dict() -> None:
+    frontend = MfccFrontend()
+    frontend.fit([torch.randn(4, 18400)])
+    copy = MfccFrontend()
+    copy.load_state_dict(frontend.state_dict())
+    assert bool(copy.fitted)
+    torch.testing.assert_close(copy.mean, frontend.mean)

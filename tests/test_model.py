@@ -1,0 +1,36 @@
+"""The write-up's CNN."""
+
+from __future__ import annotations
+
+import torch
+
+from sdc.models.cnn import DigitCNN
+
+
+def test_cnn_maps_mfcc_images_to_logits() -> None:
+    net = DigitCNN(input_shape=(1, 40, 201), n_classes=10)
+    assert net(torch.randn(4, 1, 40, 201)).shape == (4, 10)
+
+
+def test_cnn_parameter_count_follows_its_config() -> None:
+    net = DigitCNN((1, 40, 201), channels=(8,), reduced_channels=4, hidden=(16,))
+    conv = 1 * 8 * 9 + 2 * 8  # 3x3 conv (no bias) + batch norm
+    reduce = 8 * 4 + 2 * 4
+    dense = (4 * 20 * 100) * 16 + 16 + 16 * 10 + 10
+    assert sum(p.numel() for p in net.parameters()) == conv + reduce + dense
+
+
+def test_cnn_trains_on_a_separable_toy_problem() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(40, 1, 16, 32)
+    y = torch.arange(40) % 2
+    x[y == 1, :, :8] += 2.0
+    net = DigitCNN((1, 16, 32), n_classes=2, channels=(8, 8), dropout=0.0)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(30):
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    assert (net(x).argmax(dim=1) == y).float().mean() == 1.0

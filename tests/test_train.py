@@ -1,0 +1,147 @@
+"""`sdc.train` end to end through Hydra's compose API, and its config checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+from sdc.config import config_dir, validate
+from sdc.errors import SdcError
+from sdc.module import DigitClassifier
+from sdc.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_experiment_and_debug_config_composes() -> None:
+    names = [f"experiment={p.stem}" for p in (config_dir() / "experiment").glob("*.yaml")]
+    names += [f"debug={p.stem}" for p in (config_dir() / "debug").glob("*.yaml")]
+    assert "experiment=baseline" in names
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        for override in names:
+            cfg = compose("train", overrides=[override])
+            validate(cfg)
+    GlobalHydra.instance().clear()
+
+
+def test_baseline_is_the_write_up_recipe() -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=baseline"])
+    GlobalHydra.instance().clear()
+    assert cfg.features.n_mfcc == 40
+    assert cfg.features.frame_seconds == 0.023 and cfg.features.hop_seconds == 0.0115
+    assert cfg.features.f_min == 0.0 and cfg.features.f_max is None
+    assert cfg.data.clip_seconds == 2.3 and cfg.data.batch_size == 50
+    assert cfg.data.split == "random"
+    assert (cfg.data.val_fraction, cfg.data.test_fraction) == (0.1, 0.1)
+    assert cfg.optim._target_ == "torch.optim.Adam" and cfg.optim.lr == 3e-4
+    assert cfg.trainer.max_epochs == 25
+    assert cfg.callbacks.model_checkpoint.monitor == "val_acc"
+    assert cfg.seed is not None
+
+
+def test_fast_dev_run_trains_and_reports(make_cfg: Callable[..., DictConfig]) -> None:
+    cfg = make_cfg("debug=fdr")
+    metrics = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    assert 0.0 <= metrics["test_acc"] <= 1.0
+    assert (run / "split.csv").is_file()
+    assert (run / "test" / "report.txt").read_text().startswith("debug_fdr")
+    assert (run / "test" / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_a_few_epochs_learn_the_toy_digits_and_leave_a_usable_checkpoint(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    cfg = make_cfg(
+        "trainer.max_epochs=8",
+        "data.batch_size=16",
+        "optim.lr=3e-3",
+        "model.dropout=0.0",
+    )
+    metrics = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    best = sorted((run / "checkpoints").glob("epoch*.ckpt"))
+    assert len(best) == 1 and (run / "checkpoints" / "last.ckpt").is_file()
+    report = json.loads((run / "test" / "report.json").read_text())
+    assert report["accuracy"] == pytest.approx(metrics["test_acc"], abs=1e-6)
+    assert report["checkpoint"] == str(best[0])
+    assert metrics["test_acc"] > 0.5, "10 distinct chirps should be easy to tell apart"
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+    # The checkpoint alone rebuilds the model: labels, front end, statistics and all.
+    model = DigitClassifier.load_from_checkpoint(best[0], map_location="cpu").eval()
+    assert model.labels == [str(d) for d in range(10)]
+    assert bool(model.frontend.fitted)
+    with torch.no_grad():
+        assert model(torch.zeros(2, model.window)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("data.split=bogus", "data.split"),
+        ("optim.lr=-1", "optim.lr"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("data.augment.noise.p=2", "data.augment.noise.p"),
+    ],
+)
+def test_invalid_values_fail_before_training_naming_the_key(
+    make_cfg: Callable[..., DictConfig], override: str, key: str
+) -> None:
+    with pytest.raises(SdcError, match=key.replace(".", r"\.")):
+        train(make_cfg(override))
+
+
+def run_cli(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    if data_dir is not None:
+        env["SDC_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "sdc.train", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_prints_the_composed_recipe() -> None:
+    result = run_cli("experiment=baseline", "--cfg", "job")
+    assert result.returncode == 0, result.stderr
+    assert "name: baseline" in result.stdout
+    assert "lr: 0.0003" in result.stdout
+    assert "n_mfcc: 40" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("data.split=bogus",), "data.split"),
+        (("optim.lr=-1",), "optim.lr"),
+        (("data.download=false", "data.root=/nonexistent/fsdd"), "/nonexistent/fsdd"),
+        (("data.nosuchkey=1",), "data.nosuchkey"),
+    ],
+)
+def test_cli_bad_input_is_one_line_naming_it(
+    tmp_path: Path, args: tuple[str, ...], needle: str
+) -> None:
+    result = run_cli(*args, f"hydra.run.dir={tmp_path}", "trainer.max_epochs=1")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert any(needle in line for line in lines), result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(lines) <= 2, result.stderr
