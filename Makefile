@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format tensorboard clean
+.PHONY: help install train test test-fast lint format bench tensorboard clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ lint: $(STAMP) ## ruff check and format check
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix src tests
 	$(BIN)/ruff format src tests
+
+bench: $(STAMP) ## Speed and memory on this machine (skip the 25-epoch run: ARGS=bench.full_baseline=false)
+	$(BIN)/python -m sdc.bench $(ARGS)
 
 tensorboard: $(STAMP) ## Every run and sweep under outputs/
 	$(BIN)/tensorboard --logdir outputs

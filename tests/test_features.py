@@ -45,3 +45,18 @@ def test_statistics_travel_in_the_state_dict() -> None:
     copy.load_state_dict(frontend.state_dict())
     assert bool(copy.fitted)
     torch.testing.assert_close(copy.mean, frontend.mean)
+
+
+def test_evaluation_features_are_the_same_one_clip_at_a_time_or_in_a_batch() -> None:
+    from torch.nn.utils.rnn import pad_sequence
+
+    from sdc.audio.window import fit_to_window
+
+    torch.manual_seed(0)
+    frontend = MfccFrontend().eval()
+    clips = [torch.randn(n) * 0.1 for n in (1200, 4000, 2500, 19000)]
+    lengths = torch.tensor([len(c) for c in clips])
+    batch = frontend(fit_to_window(pad_sequence(clips, batch_first=True), lengths, 18400))
+    for i, clip in enumerate(clips):
+        alone = frontend(fit_to_window(clip.unsqueeze(0), lengths[i : i + 1], 18400))
+        torch.testing.assert_close(alone[0], batch[i], atol=1e-5, rtol=1e-5)

@@ -139,20 +139,24 @@ def phase_vocoder_stretch(
     steps = torch.arange(out_frames, device=waves.device, dtype=rates.dtype)
     time_steps = steps.unsqueeze(0) * rates.unsqueeze(1)  # (B, K)
     valid = time_steps < in_frames.unsqueeze(1)
-    spec = torch.nn.functional.pad(spec, (0, 2))
+    # Magnitude and phase once per input frame, then gathered: cheaper than gathering complex
+    # frames and taking the angle of each gathered pair.
+    magnitude = torch.nn.functional.pad(spec.abs(), (0, 2))
+    angle = torch.nn.functional.pad(spec.angle(), (0, 2))
     idx0 = time_steps.floor().long().clamp(max=frames)
     alphas = (time_steps - idx0).unsqueeze(1)
     idx0 = idx0.unsqueeze(1).expand(batch, freqs, out_frames)
-    s0 = spec.gather(2, idx0)
-    s1 = spec.gather(2, idx0 + 1)
+    idx1 = idx0 + 1
 
     phase_advance = torch.linspace(0, math.pi * hop_length, freqs, device=waves.device)
     phase_advance = phase_advance.to(waves.dtype).unsqueeze(1)
-    phase = s1.angle() - s0.angle() - phase_advance
+    phase = angle.gather(2, idx1) - angle.gather(2, idx0) - phase_advance
     phase = phase - 2 * math.pi * torch.round(phase / (2 * math.pi)) + phase_advance
-    phase = torch.cat([spec[..., :1].angle(), phase[..., :-1]], dim=-1)
-    magnitude = (alphas * s1.abs() + (1 - alphas) * s0.abs()) * valid.unsqueeze(1)
-    stretched = torch.polar(magnitude, torch.cumsum(phase, dim=-1))
+    phase = torch.cat([angle[..., :1], phase[..., :-1]], dim=-1)
+    m0, m1 = magnitude.gather(2, idx0), magnitude.gather(2, idx1)
+    stretched = torch.polar(
+        (alphas * m1 + (1 - alphas) * m0) * valid.unsqueeze(1), torch.cumsum(phase, dim=-1)
+    )
 
     out = torch.istft(
         stretched,
@@ -216,11 +220,12 @@ class WaveformAugment:
         )
         windows = fit_to_window(waves, lengths, self.window, position)
 
-        noisy = _coin(n, cfg.noise.p, device)
-        if noisy.any():
+        noisy = torch.nonzero(_coin(n, cfg.noise.p, device)).squeeze(1)
+        if len(noisy):
             low, high = (math.log(s) for s in cfg.noise.std)
-            std = torch.exp(_uniform(n, low, high, device)) * noisy
-            windows = windows + torch.randn_like(windows) * std.unsqueeze(1)
+            std = torch.exp(_uniform(len(noisy), low, high, device)).unsqueeze(1)
+            noise = torch.randn(len(noisy), self.window, device=device, dtype=windows.dtype)
+            windows[noisy] += noise * std
         return windows
 
 
