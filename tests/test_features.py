@@ -60,3 +60,27 @@ def test_evaluation_features_are_the_same_one_clip_at_a_time_or_in_a_batch() -> 
     for i, clip in enumerate(clips):
         alone = frontend(fit_to_window(clip.unsqueeze(0), lengths[i : i + 1], 18400))
         torch.testing.assert_close(alone[0], batch[i], atol=1e-5, rtol=1e-5)
+
+
+def test_front_end_equals_torchaudio_mfcc() -> None:
+    import torchaudio
+
+    torch.manual_seed(0)
+    frontend = MfccFrontend(normalize="none")
+    reference = torchaudio.transforms.MFCC(
+        sample_rate=8000,
+        n_mfcc=40,
+        log_mels=False,
+        melkwargs={
+            "n_fft": 256,
+            "win_length": 184,
+            "hop_length": 92,
+            "f_min": 0.0,
+            "f_max": 4000.0,
+            "n_mels": 64,
+        },
+    )
+    windows = torch.randn(3, 18400) * torch.tensor([[0.5], [0.01], [1e-4]])
+    torch.testing.assert_close(
+        frontend(windows), reference(windows.unsqueeze(1)), atol=1e-3, rtol=1e-4
+    )

@@ -34,3 +34,24 @@ def test_cnn_trains_on_a_separable_toy_problem() -> None:
         opt.step()
     net.eval()
     assert (net(x).argmax(dim=1) == y).float().mean() == 1.0
+
+
+def test_fused_inference_copy_gives_the_same_logits() -> None:
+    from sdc.module import DigitClassifier
+
+    torch.manual_seed(0)
+    module = DigitClassifier(
+        net={"_target_": "sdc.models.cnn.DigitCNN", "time_pooling": "max"},
+        frontend={"_target_": "sdc.audio.features.MfccFrontend"},
+        optim={"_target_": "torch.optim.Adam", "_partial_": True},
+    )
+    # Non-trivial batch-norm statistics, so that folding them in actually matters.
+    module.train()
+    with torch.no_grad():
+        module(torch.randn(16, module.window) * 0.3)
+    module.eval()
+    fused = module.for_inference()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.net.modules())
+    windows = torch.randn(4, module.window) * 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(fused(windows), module(windows), atol=1e-4, rtol=1e-4)

@@ -181,7 +181,7 @@ def measure_inference(cfg: DictConfig, device_name: str) -> dict[str, Any]:
     """Waveform in memory to label: batched throughput, then single-clip latency on one thread."""
     device = torch.device(device_name)
     datamodule, module, _ = _setup(cfg, device)
-    module.eval()
+    module = module.for_inference()
     windows = torch.cat(list(datamodule.clean_windows("test")))
     batch_size = cfg.bench.inference_batch
     reps = math.ceil(cfg.bench.inference_clips / len(windows))

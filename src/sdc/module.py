@@ -7,6 +7,7 @@ in the checkpoint's hyperparameters as plain data, so a checkpoint alone is a us
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from copy import deepcopy
 from typing import Any
 
 import pytorch_lightning as pl
@@ -16,6 +17,7 @@ from hydra.utils import instantiate
 from torchmetrics.classification import MulticlassAccuracy
 
 from sdc import LABELS
+from sdc.models.fusion import fuse_conv_bn
 
 
 class DigitClassifier(pl.LightningModule):
@@ -51,6 +53,13 @@ class DigitClassifier(pl.LightningModule):
     @property
     def window(self) -> int:
         return self.frontend.window
+
+    def for_inference(self) -> DigitClassifier:
+        """An eval-mode copy with batch norm folded into the convolutions: same logits, faster."""
+        copy = deepcopy(self).eval()
+        fuse_conv_bn(copy.net)
+        copy.net.to(memory_format=torch.channels_last)
+        return copy
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """Logits (B, n_classes) for waveform windows (B, samples)."""

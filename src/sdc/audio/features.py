@@ -50,20 +50,26 @@ class MfccFrontend(nn.Module):
         self.normalize = normalize
         win_length = round(frame_seconds * sample_rate)
         self.hop_length = round(hop_seconds * sample_rate)
-        self.mfcc = torchaudio.transforms.MFCC(
-            sample_rate=sample_rate,
-            n_mfcc=n_mfcc,
-            log_mels=False,
-            melkwargs={
-                "n_fft": max(n_fft, win_length),
-                "win_length": win_length,
-                "hop_length": self.hop_length,
-                "f_min": f_min,
-                "f_max": f_max if f_max is not None else sample_rate / 2,
-                "n_mels": n_mels,
-            },
+        self.n_mfcc = n_mfcc
+        # torchaudio's MFCC, unrolled: the power spectrum is taken from the real and imaginary
+        # parts instead of a complex abs(), which is a fifth of the front end's time on a CPU
+        # and has no ONNX equivalent.
+        self.spectrogram = torchaudio.transforms.Spectrogram(
+            n_fft=max(n_fft, win_length),
+            win_length=win_length,
+            hop_length=self.hop_length,
+            power=None,
         )
-        self.mfcc.amplitude_to_DB.top_db = top_db
+        self.mel_scale = torchaudio.transforms.MelScale(
+            n_mels=n_mels,
+            sample_rate=sample_rate,
+            f_min=f_min,
+            f_max=f_max if f_max is not None else sample_rate / 2,
+            n_stft=max(n_fft, win_length) // 2 + 1,
+        )
+        self.to_db = torchaudio.transforms.AmplitudeToDB("power", top_db=top_db)
+        dct = torchaudio.functional.create_dct(n_mfcc, n_mels, norm="ortho")
+        self.register_buffer("dct", dct)
         self.register_buffer("mean", torch.zeros(n_mfcc, 1))
         self.register_buffer("std", torch.ones(n_mfcc, 1))
         self.register_buffer("fitted", torch.tensor(normalize != "global"))
@@ -72,15 +78,19 @@ class MfccFrontend(nn.Module):
     def output_shape(self) -> tuple[int, int, int]:
         """(channels, coefficients, frames) of one clip's features."""
         frames = self.window // self.hop_length + 1
-        return (1, self.mfcc.n_mfcc, frames)
+        return (1, self.n_mfcc, frames)
 
     def raw(self, windows: torch.Tensor) -> torch.Tensor:
         """MFCCs of (B, window) waveforms as (B, 1, n_mfcc, frames), before normalization.
 
-        The transform gets (B, 1, L), not (B, L): with the latter, torchaudio takes the 80 dB
+        The transforms get (B, 1, L), not (B, L): with the latter, torchaudio takes the 80 dB
         `top_db` floor over the whole batch and a clip's features would depend on its neighbours.
+        The result equals `torchaudio.transforms.MFCC` with the same settings (tested).
         """
-        return self.mfcc(windows.unsqueeze(1))
+        spec = torch.view_as_real(self.spectrogram(windows.unsqueeze(1)))
+        power = spec.square().sum(dim=-1)  # (B, 1, freq, frames)
+        decibels = self.to_db(self.mel_scale(power))
+        return torch.matmul(decibels.transpose(-1, -2), self.dct).transpose(-1, -2)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         features = self.raw(windows)
@@ -95,7 +105,7 @@ class MfccFrontend(nn.Module):
     @torch.no_grad()
     def fit(self, batches: Iterable[torch.Tensor]) -> None:
         """Set the global statistics from clean training windows (streamed, in float64)."""
-        total = torch.zeros(self.mfcc.n_mfcc, 1, dtype=torch.float64)
+        total = torch.zeros(self.n_mfcc, 1, dtype=torch.float64)
         total_sq = torch.zeros_like(total)
         count = 0
         for windows in batches:
