@@ -31,21 +31,31 @@ def resample(wave: torch.Tensor, orig_freq: int, new_freq: int) -> torch.Tensor:
         return _resampler(int(orig_freq), int(new_freq))(wave)
 
 
-def read_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
-    """Read a file as a 1-D float32 tensor in [-1, 1] at `sample_rate`, channels averaged.
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768_000
+"""Below 1 kHz no speech survives; above 768 kHz is no audio format people record in."""
 
-    Raises SdcError naming the file when it cannot be decoded, is empty or holds NaN/Inf:
-    a silently wrong clip would poison training or give a confident wrong answer.
+
+def read_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
+    """Read a file as a 1-D float32 tensor at `sample_rate`, channels averaged.
+
+    Integer formats come out in [-1, 1]; float files keep their values. Raises SdcError naming
+    the file when it cannot be decoded, is empty, has an implausible sample rate or holds
+    NaN/Inf: a silently wrong clip would poison training or give a confident wrong answer.
     """
     path = Path(path)
     try:
         data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError, EOFError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SdcError(f"{path}: cannot read audio ({reason})") from None
-    if data.shape[0] == 0:
+    if data.shape[0] == 0 or data.shape[1] == 0:
         raise SdcError(f"{path}: the file holds no samples")
+    if not MIN_SAMPLE_RATE <= file_rate <= MAX_SAMPLE_RATE:
+        raise SdcError(
+            f"{path}: sample rate {file_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
     if not np.isfinite(data).all():
         raise SdcError(f"{path}: the audio holds NaN or infinite samples")
-    wave = torch.from_numpy(data.mean(axis=1))
+    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
     return resample(wave, int(file_rate), sample_rate)
