@@ -36,6 +36,27 @@ MAX_SAMPLE_RATE = 768_000
 """Below 1 kHz no speech survives; above 768 kHz is no audio format people record in."""
 
 
+_BLOCK = 1 << 16
+
+
+def _read_frames(path: Path) -> tuple[np.ndarray, int]:
+    """Decode block by block until the data really ends.
+
+    `soundfile.read` allocates what the header declares up front, so a 2 KB file whose header
+    claims 4 GB of samples would take 16 GB of memory; here memory follows the actual data.
+    """
+    with sf.SoundFile(str(path)) as f:
+        chunks = []
+        while True:
+            chunk = f.read(_BLOCK, dtype="float32", always_2d=True)
+            if len(chunk):
+                chunks.append(chunk)
+            if len(chunk) < _BLOCK:
+                break
+        data = np.concatenate(chunks) if chunks else np.zeros((0, f.channels), np.float32)
+        return data, f.samplerate
+
+
 def read_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     """Read a file as a 1-D float32 tensor at `sample_rate`, channels averaged.
 
@@ -45,7 +66,7 @@ def read_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     """
     path = Path(path)
     try:
-        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, file_rate = _read_frames(path)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, EOFError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SdcError(f"{path}: cannot read audio ({reason})") from None
