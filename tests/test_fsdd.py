@@ -136,3 +136,32 @@ def test_split_csv_lists_every_file_once(tmp_path: Path) -> None:
     assert Counter(line.rsplit(",", 1)[1] for line in lines[1:]) == {
         s: len(split[s]) for s in ("train", "val", "test")
     }
+
+
+def test_duplicates_are_dropped_with_a_counted_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sdc.data.fsdd import drop_duplicates
+
+    for i, name in enumerate(["0_ann_0.wav", "0_ann_1.wav", "1_ann_0.wav", "1_bob_3.wav"]):
+        (tmp_path / name).write_bytes(b"same" if i != 2 else b"other")
+    with caplog.at_level(logging.WARNING):
+        kept = drop_duplicates(index_recordings(tmp_path))
+    assert [r.path.name for r in kept] == ["0_ann_0.wav", "1_ann_0.wav"]
+    assert "dropped 2 duplicate file(s)" in caplog.text
+
+
+def test_a_digit_with_no_clips_is_an_error_or_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sdc.data.fsdd import check_coverage
+
+    fake_index(tmp_path, speakers=("ann",), takes=2)
+    for path in tmp_path.glob("7_*.wav"):
+        path.unlink()
+    recordings = index_recordings(tmp_path)
+    with pytest.raises(SdcError, match=r"digit\(s\) \[7\]"):
+        check_coverage(recordings)
+    with caplog.at_level(logging.WARNING):
+        check_coverage(recordings, strict=False)
+    assert "7: 0" in caplog.text

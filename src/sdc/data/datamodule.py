@@ -21,6 +21,8 @@ from sdc.data.download import download_fsdd
 from sdc.data.fsdd import (
     SUBSETS,
     Recording,
+    check_coverage,
+    drop_duplicates,
     find_recordings_dir,
     index_recordings,
     split_recordings,
@@ -121,7 +123,8 @@ class FSDDDataModule(pl.LightningDataModule):
         if self.datasets:
             return
         folder = find_recordings_dir(self.root)
-        recordings = index_recordings(folder, strict=self.strict)
+        recordings = drop_duplicates(index_recordings(folder, strict=self.strict))
+        check_coverage(recordings, strict=self.strict)
         self.split = split_recordings(
             recordings,
             self.split_name,
@@ -133,7 +136,10 @@ class FSDDDataModule(pl.LightningDataModule):
         )
         for subset in SUBSETS:
             if not self.split[subset]:
-                raise SdcError(f"data.split={self.split_name}: the {subset} set is empty")
+                raise SdcError(
+                    f"data.split={self.split_name}: the {subset} set is empty "
+                    f"({len(recordings)} clips in {folder})"
+                )
         self.datasets = {subset: self._decode(self.split[subset]) for subset in SUBSETS}
         log.info(
             "FSDD from %s: %s",

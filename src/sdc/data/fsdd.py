@@ -81,6 +81,49 @@ def index_recordings(folder: Path, strict: bool = True) -> list[Recording]:
     return recordings
 
 
+def drop_duplicates(recordings: Sequence[Recording]) -> list[Recording]:
+    """Keep one of each set of byte-identical files, with a warning that counts them.
+
+    A copy under another name could land in training and test at once and inflate the test
+    accuracy; the first name in sorted order is kept.
+    """
+    seen: dict[str, Recording] = {}
+    kept: list[Recording] = []
+    dropped: list[tuple[Recording, Recording]] = []
+    for rec in sorted(recordings):
+        try:
+            digest = hashlib.sha256(rec.path.read_bytes()).hexdigest()
+        except OSError as err:
+            raise SdcError(f"{rec.path}: cannot read the file ({err.strerror})") from None
+        if digest in seen:
+            dropped.append((rec, seen[digest]))
+            continue
+        seen[digest] = rec
+        kept.append(rec)
+    if dropped:
+        copy, original = dropped[0]
+        log.warning(
+            "dropped %d duplicate file(s) (identical bytes under another name), e.g. %s = %s",
+            len(dropped),
+            copy.path.name,
+            original.path.name,
+        )
+    return kept
+
+
+def check_coverage(recordings: Sequence[Recording], strict: bool = True) -> None:
+    """Every digit needs clips, or the model silently never learns to say it."""
+    counts = {digit: 0 for digit in range(10)}
+    for rec in recordings:
+        counts[rec.digit] += 1
+    missing = [digit for digit, n in counts.items() if n == 0]
+    if missing:
+        message = f"data.root: no clips of digit(s) {missing}; clips per digit: {counts}"
+        if strict:
+            raise SdcError(message + " (set data.strict=false to train anyway)")
+        log.warning(message)
+
+
 def _stable_key(seed: int, name: str) -> str:
     """A seeded, platform-independent shuffle key: a clip's place depends on its name only."""
     return hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()

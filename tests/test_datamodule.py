@@ -1,0 +1,61 @@
+"""The data module on the tiny synthetic dataset: decoding, loaders, device-side batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from sdc.data.datamodule import FSDDDataModule
+from sdc.errors import SdcError
+
+
+def test_setup_decodes_splits_and_batches(tiny_fsdd: Path) -> None:
+    datamodule = FSDDDataModule(tiny_fsdd, download=False, batch_size=8)
+    datamodule.setup()
+    sizes = {name: len(ds) for name, ds in datamodule.datasets.items()}
+    assert sum(sizes.values()) == 180 and sizes["test"] == 18
+    waves, lengths, labels = next(iter(datamodule.train_dataloader()))
+    assert waves.shape[0] == 8 and waves.shape[1] == int(lengths.max())
+    windows, same_labels = datamodule.on_after_batch_transfer((waves, lengths, labels), 0)
+    assert windows.shape == (8, datamodule.window)
+    assert torch.equal(same_labels, labels)
+
+
+def test_missing_folder_without_download_names_it(tmp_path: Path) -> None:
+    datamodule = FSDDDataModule(tmp_path / "nowhere", download=False)
+    with pytest.raises(SdcError, match="nowhere"):
+        datamodule.prepare_data()
+
+
+def test_unreadable_clip_is_an_error_or_skipped(tmp_path: Path, tiny_fsdd: Path) -> None:
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    for path in (tiny_fsdd / "recordings").glob("*.wav"):
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "3_bob_99.wav").write_text("not audio")
+    with pytest.raises(SdcError, match=r"3_bob_99\.wav"):
+        FSDDDataModule(folder, download=False).setup()
+    lenient = FSDDDataModule(folder, download=False, strict=False)
+    lenient.setup()
+    assert sum(len(ds) for ds in lenient.datasets.values()) == 180
+
+
+def test_clips_at_other_rates_are_resampled(tmp_path: Path, tiny_fsdd: Path) -> None:
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    for path in (tiny_fsdd / "recordings").glob("*.wav"):
+        (folder / path.name).write_bytes(path.read_bytes())
+    wave, _ = sf.read(folder / "0_alice_0.wav")
+    sf.write(folder / "0_alice_0.wav", np.repeat(wave, 2), 16000)
+    datamodule = FSDDDataModule(folder, download=False)
+    datamodule.setup()
+    decoded = {
+        r.path.name: clip
+        for subset in ("train", "val", "test")
+        for r, clip in zip(datamodule.split[subset], datamodule.datasets[subset].waves)
+    }
+    assert len(decoded["0_alice_0.wav"]) == pytest.approx(len(wave), abs=2)
