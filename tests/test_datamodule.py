@@ -42,6 +42,9 @@ def test_unreadable_clip_is_an_error_or_skipped(tmp_path: Path, tiny_fsdd: Path)
     lenient = FSDDDataModule(folder, download=False, strict=False)
     lenient.setup()
     assert sum(len(ds) for ds in lenient.datasets.values()) == 180
+    for subset, dataset in lenient.datasets.items():
+        assert len(lenient.split[subset]) == len(dataset), "files and clips must stay aligned"
+    assert "3_bob_99.wav" not in {r.path.name for s in lenient.split.values() for r in s}
 
 
 def test_clips_at_other_rates_are_resampled(tmp_path: Path, tiny_fsdd: Path) -> None:
@@ -56,6 +59,6 @@ def test_clips_at_other_rates_are_resampled(tmp_path: Path, tiny_fsdd: Path) -> 
     decoded = {
         r.path.name: clip
         for subset in ("train", "val", "test")
-        for r, clip in zip(datamodule.split[subset], datamodule.datasets[subset].waves)
+        for r, clip in zip(datamodule.split[subset], datamodule.datasets[subset].waves, strict=True)
     }
     assert len(decoded["0_alice_0.wav"]) == pytest.approx(len(wave), abs=2)

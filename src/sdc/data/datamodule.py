@@ -140,16 +140,19 @@ class FSDDDataModule(pl.LightningDataModule):
                     f"data.split={self.split_name}: the {subset} set is empty "
                     f"({len(recordings)} clips in {folder})"
                 )
-        self.datasets = {subset: self._decode(self.split[subset]) for subset in SUBSETS}
+        for subset in SUBSETS:
+            self.datasets[subset], self.split[subset] = self._decode(self.split[subset])
         log.info(
             "FSDD from %s: %s",
             folder,
             ", ".join(f"{s} {len(self.datasets[s])}" for s in SUBSETS),
         )
 
-    def _decode(self, recordings: Sequence[Recording]) -> ClipDataset:
+    def _decode(self, recordings: Sequence[Recording]) -> tuple[ClipDataset, list[Recording]]:
+        """Decoded clips and the recordings they came from (unreadable ones skipped if lenient)."""
         waves: list[torch.Tensor] = []
         labels: list[int] = []
+        kept: list[Recording] = []
         for rec in recordings:
             try:
                 waves.append(read_audio(rec.path, self.sample_rate))
@@ -159,7 +162,8 @@ class FSDDDataModule(pl.LightningDataModule):
                 log.warning("skipping unreadable %s", rec.path)
                 continue
             labels.append(rec.digit)
-        return ClipDataset(waves, labels)
+            kept.append(rec)
+        return ClipDataset(waves, labels), kept
 
     def _loader(self, subset: str, shuffle: bool) -> DataLoader:
         if not self.datasets:
