@@ -65,8 +65,9 @@ def write_report(
     header = f"{title}\naccuracy: {accuracy:.4f} on {len(targets)} clips\n\n"
     payload = {"title": title, "accuracy": accuracy, "n": len(targets), "per_class": table}
     payload.update(extra or {})
-    (out_dir / "report.txt").write_text(header + text)
-    (out_dir / "report.json").write_text(json.dumps(payload, indent=2) + "\n")
+    write_text(out_dir / "report.txt", header + text)
+    write_text(out_dir / "report.json", json.dumps(payload, indent=2) + "\n")
     fig = confusion_figure(targets, predictions, labels, title)
-    fig.savefig(out_dir / "confusion_matrix.png", dpi=120)
+    with atomic_path(out_dir / "confusion_matrix.png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     return header + text, payload, fig

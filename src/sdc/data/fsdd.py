@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sdc.errors import SdcError
+from sdc.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -219,5 +220,4 @@ def write_split_csv(split: dict[str, list[Recording]], path: Path) -> None:
     lines = ["file,digit,speaker,index,subset"]
     for subset in SUBSETS:
         lines += [f"{r.path.name},{r.digit},{r.speaker},{r.index},{subset}" for r in split[subset]]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
