@@ -22,6 +22,8 @@ from sklearn.metrics import (
     confusion_matrix,
 )
 
+from sdc.files import atomic_path, write_text
+
 
 def classification_summary(
     targets: Sequence[int], predictions: Sequence[int], labels: Sequence[str]
