@@ -145,3 +145,22 @@ def test_cli_bad_input_is_one_line_naming_it(
     assert any(needle in line for line in lines), result.stderr
     assert "Traceback" not in result.stderr
     assert len(lines) <= 2, result.stderr
+
+
+@pytest.mark.slow
+def test_same_seed_gives_the_same_metrics_in_deterministic_mode(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    runs = []
+    for attempt in range(2):
+        cfg = make_cfg(
+            "trainer.deterministic=true",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=3",
+            "data.batch_size=16",
+            "seed=0",
+        )
+        cfg.paths.output_dir = str(tmp_path / f"run{attempt}")
+        runs.append(train(cfg))
+    for key in ("val_loss", "val_acc", "test_acc", "train_loss_epoch"):
+        assert runs[0][key] == runs[1][key], key
