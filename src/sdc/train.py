@@ -20,11 +20,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from sdc import LABELS
 from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir, validate
 from sdc.data.fsdd import write_split_csv
+from sdc.errors import SdcError
+from sdc.files import write_text
 from sdc.module import DigitClassifier
 from sdc.report import write_report
 
@@ -68,12 +71,34 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     return flat
 
 
+def _resume_path(cfg: DictConfig) -> str | None:
+    path = cfg.get("ckpt_path")
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise SdcError(f"ckpt_path: {path} is not a file")
+    return str(Path(path).absolute())
+
+
+def _claim_run_folder(cfg: DictConfig, output_dir: Path) -> None:
+    """Refuse to train into a folder that already holds a run, unless continuing that run."""
+    previous = [p for p in (output_dir / "checkpoints", output_dir / "metrics.json") if p.exists()]
+    resume = cfg.get("ckpt_path")
+    continuing = resume is not None and output_dir.absolute() in Path(resume).absolute().parents
+    if previous and not continuing and not cfg.get("overwrite", False):
+        raise SdcError(
+            f"hydra.run.dir: {output_dir} already holds a run ({previous[0].name}); "
+            "choose another folder, or set overwrite=true"
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit on train, select on val_acc, test the selected checkpoint once; return metrics."""
     validate(cfg)
     if cfg.seed is not None:
         pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
+    _claim_run_folder(cfg, output_dir)
     started = time.perf_counter()
 
     datamodule = instantiate(cfg.data)
@@ -88,7 +113,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if isinstance(logger, TensorBoardLogger):
         logger.log_hyperparams(_flat_hparams(cfg), {"val_acc": 0.0, "test_acc": 0.0})
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg))
+    except SIGTERMException:
+        raise SdcError(
+            f"training stopped by SIGTERM; resume with "
+            f"ckpt_path={output_dir / 'checkpoints' / 'last.ckpt'} and the same overrides"
+        ) from None
     fit_seconds = time.perf_counter() - started
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
@@ -107,7 +138,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics["fit_seconds"] = fit_seconds
     if trainer.is_global_zero:
         summary = {"best_checkpoint": best_path, "epochs": trainer.current_epoch, **metrics}
-        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_text(output_dir / "metrics.json", json.dumps(summary, indent=2) + "\n")
         log.info("metrics: %s", json.dumps(summary))
     return metrics
 
