@@ -183,7 +183,8 @@ class Recognizer:
         pad = round(SEGMENT_PADDING_SECONDS * self.sample_rate)
         return self.centred(wave[max(0, start - pad) : min(len(wave), end + pad)])
 
-    def _answer(self, probs: np.ndarray, start: int, end: int) -> Prediction:
+    def answer(self, probs: np.ndarray, start: int, end: int) -> Prediction:
+        """The answer for one window's probabilities; `start`/`end` in samples of its source."""
         order = np.argsort(-probs)[:3]
         top = [(self.labels[i], float(probs[i])) for i in order]
         label, confidence = top[0]
@@ -229,7 +230,7 @@ class Recognizer:
         found = [p for p in placed if p is not None]
         probs = iter(self.classify(np.stack([w for w, _, _ in found])) if found else [])
         return [
-            self._no_speech(len(wave)) if p is None else self._answer(next(probs), p[1], p[2])
+            self._no_speech(len(wave)) if p is None else self.answer(next(probs), p[1], p[2])
             for wave, p in zip(waves, placed, strict=True)
         ]
 
@@ -264,7 +265,7 @@ class Recognizer:
         windows = np.stack([self.segment_window(wave, int(s), int(e)) for s, e in segments])
         probs = self.classify(windows)
         return Transcript(
-            [self._answer(p, int(s), int(e)) for p, (s, e) in zip(probs, segments, strict=True)]
+            [self.answer(p, int(s), int(e)) for p, (s, e) in zip(probs, segments, strict=True)]
         )
 
     def transcribe_file(self, path: str | Path) -> Transcript:

@@ -80,7 +80,7 @@ class StreamListener:
         self.answered_until = int(ready[-1, 1]) + offset
         found = []
         for p, (s, e) in zip(probs, ready, strict=True):
-            answer = self.recognizer._answer(p, int(s) + offset, int(e) + offset)
+            answer = self.recognizer.answer(p, int(s) + offset, int(e) + offset)
             if answer.label is not None:
                 found.append(answer)
         return found
