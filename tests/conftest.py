@@ -128,7 +128,7 @@ def train_checkpoint(
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_fsdd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model trained once per session on the tiny synthetic FSDD (about 30 s on 2 cores).
+    """A model trained once per session on the tiny synthetic FSDD (30-75 s on 2 shared cores).
 
     Pitch and tempo augmentation are off (they cost most of the time); placement and noise stay
     on, so the model copes with digits anywhere in the window and with a little noise.
