@@ -70,11 +70,13 @@ def export_torchscript(model: torch.nn.Module, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
+    # PyTorch 2.11 warns that TorchScript is deprecated in favour of torch.export; it stays for
+    # the C++ and mobile runtimes that still load it, and its warnings are not the user's business.
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         # Lightning's own wrapper around torch.jit.trace, which knows its module's properties.
         traced = model.to_torchscript(method="trace", example_inputs=torch.zeros(2, model.window))
-    torch.jit.save(traced, str(path), _extra_files={METADATA_KEY: _info(model).to_json()})
+        torch.jit.save(traced, str(path), _extra_files={METADATA_KEY: _info(model).to_json()})
     return path
 
 

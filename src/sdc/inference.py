@@ -12,6 +12,7 @@ only when a checkpoint is opened.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +128,9 @@ class Recognizer:
             raise SdcError(f"{path}: no such TorchScript model")
         files = {METADATA_KEY: ""}
         try:
-            model = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # see sdc.export
+                model = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
         except Exception as err:  # torch raises several types for a bad archive
             raise SdcError(f"{path}: not a loadable TorchScript model ({str(err)[:200]})") from None
         if not files[METADATA_KEY]:
