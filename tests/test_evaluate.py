@@ -47,18 +47,21 @@ def test_evaluate_writes_its_reports_and_matches_the_training_test(
     assert len(wrong) == round((1 - metrics["accuracy"]) * report["n"])
     for row in wrong:
         assert row["true"] != row["predicted"] and row["top1"].startswith(row["predicted"] + ":")
-    assert "accuracy per speaker" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "accuracy per speaker" in printed.out and "warning" not in printed.err
     assert "accuracy per speaker" in (out / "report.txt").read_text()
 
 
 def test_another_split_or_subset_is_evaluated_and_bad_values_name_the_key(
-    tiny_checkpoint: Path, tiny_fsdd: Path, tmp_path: Path
+    tiny_checkpoint: Path, tiny_fsdd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = evaluate_cfg(
         tiny_fsdd, tmp_path / "val", f"ckpt_path={tiny_checkpoint}", "data.split=official"
     )
     cfg.subset = "val"
     assert evaluate(cfg)["n"] > 0
+    # Not the clips the training run validated on: its run folder's split.csv says so.
+    assert "warning: this val set differs" in capsys.readouterr().err
     cfg.subset = "everything"
     with pytest.raises(SdcError, match="subset"):
         evaluate(cfg)
