@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format bench tensorboard clean
+.PHONY: help install train evaluate export test test-fast lint format bench tensorboard clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,6 +21,12 @@ install: $(STAMP) ## Create .venv and install sdc (editable) with its dev tools;
 
 train: $(STAMP) ## Train the write-up's baseline (extra Hydra overrides: make train ARGS='...')
 	$(BIN)/python -m sdc.train experiment=baseline $(ARGS)
+
+evaluate: $(STAMP) ## Test a checkpoint: make evaluate CKPT=path/to.ckpt [ARGS='data.split=...']
+	$(BIN)/python -m sdc.evaluate ckpt_path=$(CKPT) $(ARGS)
+
+export: $(STAMP) ## ONNX and TorchScript beside a checkpoint: make export CKPT=path/to.ckpt
+	$(BIN)/python -m sdc export $(CKPT) --onnx $(basename $(CKPT)).onnx --torchscript $(basename $(CKPT)).pt
 
 test: $(STAMP) ## Run the test suite (the real-FSDD tests need SDC_DATA_DIR)
 	$(BIN)/python -m pytest $(ARGS)

@@ -93,3 +93,72 @@ def fsdd_root() -> Path:
     if not path.is_dir():
         pytest.skip(f"SDC_DATA_DIR={root} is not a folder")
     return path
+
+
+def train_checkpoint(
+    data_root: Path, run_dir: Path, *overrides: str
+) -> tuple[Path, dict[str, float]]:
+    """Train with the train config (as the CLI composes it) into `run_dir`; return the best
+    checkpoint and the metrics. For fixtures that share one trained model between tests."""
+    from sdc.train import train
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                f"data.root={data_root}",
+                "data.download=false",
+                "trainer.enable_progress_bar=false",
+                "~callbacks.model_summary",
+                *overrides,
+            ],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.log_dir = str(run_dir / "outputs")
+        cfg.paths.output_dir = str(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics = train(cfg)
+    GlobalHydra.instance().clear()
+    (best,) = sorted((run_dir / "checkpoints").glob("epoch*.ckpt"))
+    return best, metrics
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_fsdd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained once per session on the tiny synthetic FSDD (30-75 s on 2 shared cores).
+
+    Pitch and tempo augmentation are off (they cost most of the time); placement and noise stay
+    on, so the model copes with digits anywhere in the window and with a little noise.
+    """
+    best, _ = train_checkpoint(
+        tiny_fsdd,
+        tmp_path_factory.mktemp("tiny_run"),
+        "trainer.max_epochs=6",
+        "data.batch_size=16",
+        "optim.lr=3e-3",
+        "model.dropout=0.0",
+        "data.augment.pitch_shift.p=0",
+        "data.augment.time_stretch.p=0",
+    )
+    return best
+
+
+def evaluate_cfg(data_root: Path, out: Path, *overrides: str) -> DictConfig:
+    """Compose the evaluate config as the CLI would, writing into `out`."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            "evaluate",
+            overrides=[f"data.root={data_root}", "data.download=false", *overrides],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    GlobalHydra.instance().clear()
+    with open_dict(cfg):
+        cfg.paths.log_dir = str(out / "outputs")
+        cfg.paths.output_dir = str(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return cfg

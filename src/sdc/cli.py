@@ -8,9 +8,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
-
 from sdc.errors import SdcError
 
 
@@ -35,6 +32,10 @@ def run_hydra_app(app: Callable[[], Any]) -> None:
     to raise instead (unless the user chose otherwise) lets them be condensed here; anything
     else, a bug, still ends in a full traceback.
     """
+    # Imported here so the commands that do not use Hydra (predict on ONNX) never load it.
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
         app()
@@ -44,3 +45,35 @@ def run_hydra_app(app: Callable[[], Any]) -> None:
             message = f"{message.rstrip('.')}: {_first_line(err.__cause__)}"
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+COMMANDS = {
+    "train": ("sdc.train", "train a model (Hydra overrides)"),
+    "evaluate": ("sdc.evaluate", "test a checkpoint on a split (Hydra overrides)"),
+    "predict": ("sdc.predict", "the digit in each audio file"),
+    "transcribe": ("sdc.transcribe", "the digit string in longer recordings"),
+    "listen": ("sdc.listen", "digits live from the microphone, a WAV file or stdin"),
+    "export": ("sdc.export", "a checkpoint to ONNX and TorchScript"),
+}
+HYDRA_COMMANDS = ("train", "evaluate")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`sdc COMMAND ...`: one entry point that hands the rest of the line to a command."""
+    import importlib
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        usage = "\n".join(f"  {name:<11} {help}" for name, (_, help) in COMMANDS.items())
+        print(f"usage: sdc COMMAND [ARGS...]\n\ncommands:\n{usage}", file=sys.stderr)
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"error: unknown command {argv[0]!r}", file=sys.stderr)
+        sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(COMMANDS[name][0])
+    if name in HYDRA_COMMANDS:
+        # Hydra reads its overrides from sys.argv.
+        sys.argv = [f"sdc {name}", *rest]
+        module.main()
+    else:
+        module.main(rest)

@@ -20,6 +20,17 @@ def conv_block(in_channels: int, out_channels: int, dropout: float) -> nn.Sequen
     )
 
 
+class TimeMaxPool(nn.Module):
+    """The maximum over the time (last) axis, keeping it as a width-1 axis.
+
+    The same as `nn.AdaptiveMaxPool2d((height, 1))` on a map of that height, but written as a
+    plain reduction, which the ONNX exporter translates (it has no adaptive max pooling).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=-1, keepdim=True)
+
+
 class DigitCNN(nn.Module):
     """Conv blocks, then a 1x1 conv that shrinks the channels before the dense head.
 
@@ -53,7 +64,7 @@ class DigitCNN(nn.Module):
             nn.ReLU(inplace=True),
         ]
         if time_pooling == "max":
-            blocks.append(nn.AdaptiveMaxPool2d((height, 1)))
+            blocks.append(TimeMaxPool())
             width = 1
         elif time_pooling != "none":
             raise ValueError(f"time_pooling must be 'none' or 'max', got {time_pooling!r}")

@@ -1,0 +1,128 @@
+"""Export to ONNX and TorchScript with the MFCC front end inside: checked graphs, parity with
+PyTorch, and prediction through ONNX Runtime without Lightning or Hydra."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import SAMPLE_RATE, digit_tone
+from sdc.audio.window import fit_to_window
+from sdc.checkpoint import load_classifier, read_model_info
+from sdc.errors import SdcError
+from sdc.export import PARITY_TOLERANCE, export_onnx, export_torchscript, parity
+from sdc.export import main as export_main
+from sdc.inference import Recognizer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("exported")
+    model = load_classifier(tiny_checkpoint)
+    return {
+        "onnx": export_onnx(model, out / "model.onnx"),
+        "torchscript": export_torchscript(model, out / "model.pt"),
+    }
+
+
+def dataset_windows(tiny_fsdd: Path, window: int) -> tuple[torch.Tensor, list[int]]:
+    """Every clip of the tiny dataset, centred in the window as evaluation does."""
+    paths = sorted((tiny_fsdd / "recordings").glob("*.wav"))
+    waves = [torch.from_numpy(sf.read(p, dtype="float32")[0]) for p in paths]
+    padded = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
+    lengths = torch.tensor([len(w) for w in waves])
+    return fit_to_window(padded, lengths, window), [int(p.name[0]) for p in paths]
+
+
+def test_onnx_graph_is_valid_with_named_io_and_metadata(
+    exported: dict[str, Path], tiny_checkpoint: Path
+) -> None:
+    proto = onnx.load(str(exported["onnx"]))
+    onnx.checker.check_model(proto, full_check=True)
+    assert [i.name for i in proto.graph.input] == ["waveform"]
+    assert [o.name for o in proto.graph.output] == ["logits"]
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and dims[1].dim_value == 18400, "dynamic batch, fixed window"
+    assert {op.domain for op in proto.opset_import if op.domain in ("", "ai.onnx")}
+    assert max(op.version for op in proto.opset_import if op.domain in ("", "ai.onnx")) >= 17
+    assert any(node.op_type == "STFT" for node in proto.graph.node), "the front end is inside"
+    assert Recognizer.from_onnx(exported["onnx"]).info == read_model_info(tiny_checkpoint)
+
+
+@pytest.mark.parametrize("kind", ["onnx", "torchscript"])
+def test_exported_logits_match_pytorch(
+    kind: str, exported: dict[str, Path], tiny_checkpoint: Path, tiny_fsdd: Path
+) -> None:
+    model = load_classifier(tiny_checkpoint)
+    recognizer = Recognizer.load(exported[kind])
+    assert parity(model, recognizer) < PARITY_TOLERANCE
+
+    windows, _ = dataset_windows(tiny_fsdd, model.window)
+    with torch.no_grad():
+        expected = model(windows).numpy()
+    # Two batch sizes, neither the one the export was traced with.
+    got = np.concatenate(
+        [recognizer.backend(windows[:1].numpy()), recognizer.backend(windows[1:].numpy())]
+    )
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+    # The synthetic clips are pure tones: most mel bands sit 60-80 dB below the peak, where
+    # float32 STFTs (pocketfft in PyTorch, ONNX Runtime's own) round differently. Real speech
+    # is broadband; the real-FSDD test holds the export to 1e-4 on the test split.
+    assert np.abs(got - expected).max() < (PARITY_TOLERANCE if kind == "torchscript" else 2e-3)
+
+
+def test_export_command_checks_parity_and_reports_bad_checkpoints(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export_main([str(tiny_checkpoint), "--torchscript", str(tmp_path / "m.pt")])
+    assert "logits within" in capsys.readouterr().out
+    assert (tmp_path / "m.pt").is_file() and not tmp_path.joinpath("m.onnx").exists()
+    with pytest.raises(SystemExit) as exit_:
+        export_main([str(tmp_path / "nope.ckpt")])
+    assert exit_.value.code == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: {tmp_path / 'nope.ckpt'}: no such checkpoint file"
+    )
+
+
+def test_an_onnx_file_that_is_not_an_sdc_model_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    with pytest.raises(SdcError, match=r"junk\.onnx"):
+        Recognizer.from_onnx(tmp_path / "junk.onnx")
+
+
+def test_predict_on_onnx_imports_neither_lightning_nor_hydra(
+    exported: dict[str, Path], tmp_path: Path
+) -> None:
+    clip = tmp_path / "four.wav"
+    sf.write(clip, digit_tone(4, 1, 1), SAMPLE_RATE)
+    argv = [str(exported["onnx"]), str(clip), "--json", str(tmp_path / "p.json")]
+    heavy = ("pytorch_lightning", "lightning", "lightning_fabric", "hydra", "omegaconf")
+    script = (
+        "import sys, json\n"
+        "from sdc.predict import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "finally:\n"
+        f"    print(json.dumps([m for m in sys.modules if m.split('.')[0] in {heavy!r}]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    [answer] = json.loads((tmp_path / "p.json").read_text())
+    assert answer["file"] == str(clip) and answer["error"] is None and answer["top"]
