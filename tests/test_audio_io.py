@@ -123,7 +123,8 @@ def test_nan_and_inf_samples_are_refused(tmp_path: Path) -> None:
 
 def wav_header(channels: int, rate: int, bits: int, fmt: int, data_size: int) -> bytes:
     block = channels * max(bits // 8, 1)
-    fmt_chunk = struct.pack("<HHIIHH", fmt, channels, rate, rate * block, block, bits)
+    byte_rate = (rate * block) & 0xFFFFFFFF
+    fmt_chunk = struct.pack("<HHIIHH", fmt, channels, rate, byte_rate, block & 0xFFFF, bits)
     riff_size = 4 + 8 + len(fmt_chunk) + 8 + data_size
     return (
         b"RIFF"
