@@ -197,3 +197,23 @@ def test_the_live_engine_answers_a_digit_soon_after_it_ends(tiny_checkpoint: Pat
     else:
         pytest.fail("the digit was never answered")
     assert latency <= recognizer.vad.min_silence_seconds + 2 * hop / SAMPLE_RATE
+
+
+class RunsCode:
+    """A pickle that would create a file when unpickled: the classic malicious checkpoint."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_crafted_pickle_is_refused_and_its_code_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "payload": RunsCode(marker)}, path)
+    with pytest.raises(SdcError, match="not a loadable checkpoint") as err:
+        load_classifier(path)
+    assert "evil.ckpt" in str(err.value)
+    assert not marker.exists(), "loading a checkpoint must never run code from it"
