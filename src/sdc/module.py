@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from torchmetrics.classification import MulticlassAccuracy
 
 from sdc import LABELS
+from sdc.audio.spec_augment import SpecAugmentConfig, spec_augment
 from sdc.models.fusion import fuse_conv_bn
 
 
@@ -30,10 +31,13 @@ class DigitClassifier(pl.LightningModule):
         optim: Mapping[str, Any],
         scheduler: Mapping[str, Any] | None = None,
         labels: Sequence[str] = LABELS,
+        spec_augment: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.labels = list(labels)
+        # Plain data with a default, so checkpoints saved before SpecAugment existed still load.
+        self.spec_augment = SpecAugmentConfig(**(spec_augment or {}))
         self.frontend = instantiate(frontend)
         self.net = instantiate(
             net, input_shape=self.frontend.output_shape, n_classes=len(self.labels)
@@ -66,6 +70,13 @@ class DigitClassifier(pl.LightningModule):
         features = self.frontend(windows).contiguous(memory_format=torch.channels_last)
         return self.net(features)
 
+    def training_logits(self, windows: torch.Tensor) -> torch.Tensor:
+        """Like `forward`, with SpecAugment's masks between the front end and the network."""
+        features = self.frontend(windows)
+        if self.spec_augment.p > 0:
+            features = spec_augment(features, self.spec_augment)
+        return self.net(features.contiguous(memory_format=torch.channels_last))
+
     def on_fit_start(self) -> None:
         """Fit the front end's feature statistics on clean training windows, once per model."""
         if bool(self.frontend.fitted):
@@ -77,7 +88,7 @@ class DigitClassifier(pl.LightningModule):
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
         windows, labels = batch
-        logits = self(windows)
+        logits = self.training_logits(windows)
         loss = F.cross_entropy(logits, labels)
         self.train_acc(logits, labels)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=False)
