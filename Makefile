@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format bench tensorboard clean
+.PHONY: help install train results test test-fast lint format bench tensorboard clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ install: $(STAMP) ## Create .venv and install sdc (editable) with its dev tools;
 
 train: $(STAMP) ## Train the write-up's baseline (extra Hydra overrides: make train ARGS='...')
 	$(BIN)/python -m sdc.train experiment=baseline $(ARGS)
+
+results: $(STAMP) ## The results table: every recipe x protocol, trained and evaluated (hours on a CPU)
+	$(BIN)/python -m sdc.results $(ARGS)
 
 test: $(STAMP) ## Run the test suite (the real-FSDD tests need SDC_DATA_DIR)
 	$(BIN)/python -m pytest $(ARGS)
