@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
+from omegaconf import DictConfig
 
 from sdc.audio.features import MfccFrontend
 from sdc.models.bcresnet import BCResNet, SubSpectralNorm
+from sdc.train import train
 
 
 @pytest.mark.parametrize("shape", [(1, 40, 201), (1, 64, 201), (1, 40, 101)])
@@ -46,3 +50,15 @@ def test_logmel_front_end_has_n_mels_rows() -> None:
     assert out.shape == (2, *frontend.output_shape) == (2, 1, 40, 201)
     with pytest.raises(ValueError, match="kind"):
         MfccFrontend(kind="cqt")
+
+
+def test_best_bcresnet_recipe_runs_end_to_end(make_cfg: Callable[..., DictConfig]) -> None:
+    # Pitch and speed off: building their many resampling kernels is the slow part of one batch.
+    cfg = make_cfg(
+        "experiment=best_bcresnet",
+        "debug=fdr",
+        "data.augment.pitch_shift.p=0",
+        "data.augment.speed.p=0",
+    )
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test_acc"] <= 1.0
