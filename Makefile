@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train evaluate export test test-fast lint format bench tensorboard clean
+.PHONY: help install train evaluate export results test test-fast lint format bench tensorboard clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ evaluate: $(STAMP) ## Test a checkpoint: make evaluate CKPT=path/to.ckpt [ARGS='
 
 export: $(STAMP) ## ONNX and TorchScript beside a checkpoint: make export CKPT=path/to.ckpt
 	$(BIN)/python -m sdc export $(CKPT) --onnx $(basename $(CKPT)).onnx --torchscript $(basename $(CKPT)).pt
+
+results: $(STAMP) ## The results table: every recipe x protocol, trained and evaluated (hours on a CPU)
+	$(BIN)/python -m sdc.results $(ARGS)
 
 test: $(STAMP) ## Run the test suite (the real-FSDD tests need SDC_DATA_DIR)
 	$(BIN)/python -m pytest $(ARGS)

@@ -10,14 +10,19 @@ import torch
 
 from sdc.audio.augment import (
     AugmentConfig,
+    Gain,
     GaussianNoise,
     PitchShift,
     RandomPlacement,
     Resamplers,
+    Reverb,
+    SpeedPerturb,
     TimeStretch,
     WaveformAugment,
     phase_vocoder_stretch,
+    reverberate,
     speed_change,
+    synthetic_rir,
 )
 from sdc.audio.window import fit_to_window
 
@@ -135,3 +140,95 @@ def test_placement_is_random_only_with_probability() -> None:
     waves, lengths = batch_of_clips(40)
     out = WaveformAugment(AugmentConfig(placement=RandomPlacement(p=0.0)), SR, 5000)(waves, lengths)
     assert torch.equal(out, fit_to_window(waves, lengths, 5000))
+
+
+def clip_power(wave: torch.Tensor) -> float:
+    return float(wave.double().square().mean())
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        AugmentConfig(speed=SpeedPerturb(p=1.0)),
+        AugmentConfig(reverb=Reverb(p=1.0)),
+        AugmentConfig(gain=Gain(p=1.0, db=(3.0, 6.0))),
+        AugmentConfig(noise=GaussianNoise(p=1.0, snr_db=(0.0, 20.0))),
+    ],
+    ids=["speed", "reverb", "gain", "snr-noise"],
+)
+def test_new_steps_change_the_clips_and_keep_the_shape(config: AugmentConfig) -> None:
+    waves, lengths = batch_of_clips()
+    clean = fit_to_window(waves, lengths, 5000)
+    out = WaveformAugment(config, SR, window=5000)(waves, lengths)
+    assert out.shape == (6, 5000)
+    assert torch.isfinite(out).all()
+    assert ((out - clean).abs().amax(dim=1) > 1e-3).sum() >= 5
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_changes_pitch_and_duration_together(factor: float) -> None:
+    wave = tone(440.0).unsqueeze(0)
+    config = AugmentConfig(speed=SpeedPerturb(p=1.0, factor=(factor, factor)))
+    out = WaveformAugment(config, SR, window=2 * SR)(wave, torch.tensor([SR]))
+    audible = torch.nonzero(out[0].abs() > 0.05).squeeze(1)
+    clip = out[0, int(audible.min()) : int(audible.max()) + 1]
+    assert len(clip) == pytest.approx(SR / factor, rel=0.01)
+    assert peak_frequency(clip) == pytest.approx(440.0 * factor, rel=0.01)
+
+
+def test_gain_is_exact_in_decibels() -> None:
+    waves, lengths = batch_of_clips()
+    clean = fit_to_window(waves, lengths, 5000)
+    fixed = AugmentConfig(gain=Gain(p=1.0, db=(-7.5, -7.5)))
+    out = WaveformAugment(fixed, SR, window=5000)(waves, lengths)
+    for o, c in zip(out, clean, strict=True):
+        assert 10 * math.log10(clip_power(o) / clip_power(c)) == pytest.approx(-7.5, abs=0.1)
+    drawn = AugmentConfig(gain=Gain(p=1.0, db=(-12.0, 6.0)))
+    out = WaveformAugment(drawn, SR, window=5000)(waves, lengths)
+    measured = [
+        10 * math.log10(clip_power(o) / clip_power(c)) for o, c in zip(out, clean, strict=True)
+    ]
+    assert all(-12.1 <= db <= 6.1 for db in measured)
+    assert max(measured) - min(measured) > 1.0
+
+
+@pytest.mark.parametrize("snr", [0.0, 10.0, 20.0])
+def test_noise_snr_is_relative_to_each_clip(snr: float) -> None:
+    waves, lengths = batch_of_clips()
+    waves = waves * torch.linspace(0.05, 1.0, 6).unsqueeze(1)  # very different loudness
+    config = AugmentConfig(noise=GaussianNoise(p=1.0, snr_db=(snr, snr)))
+    out = WaveformAugment(config, SR, window=5000)(waves, lengths)
+    clean = fit_to_window(waves, lengths, 5000)
+    for o, c, length in zip(out, clean, lengths.tolist(), strict=True):
+        signal = clip_power(c) * 5000 / length  # the clip's own samples only
+        measured = 10 * math.log10(signal / clip_power(o - c))
+        assert measured == pytest.approx(snr, abs=1.0)
+
+
+def test_reverb_lengthens_the_decay_and_keeps_loudness() -> None:
+    burst = torch.zeros(1, 800)
+    burst[0, :400] = tone(500.0, 0.05)
+    lengths = torch.tensor([400])
+
+    def tail_energy(rt60: float) -> float:
+        torch.manual_seed(0)
+        rir = synthetic_rir(torch.tensor([rt60]), torch.tensor([0.0]), SR, int(rt60 * SR))
+        out, new_lengths = reverberate(burst, lengths, rir, max_length=SR)
+        assert int(new_lengths[0]) == min(400 + int(rt60 * SR) - 1, SR)
+        return float(out[0, 600:].square().sum() / out[0].square().sum())
+
+    assert tail_energy(0.05) < 1e-3
+    assert tail_energy(0.5) > 0.05
+    rir = synthetic_rir(torch.tensor([0.3, 0.6]), torch.tensor([5.0, 5.0]), SR, 4800)
+    assert rir.square().sum(dim=1).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
+    # The envelope decays by 60 dB over rt60: the tail's last tenth is far quieter than its first.
+    assert float(rir[0, 2160:2400].square().sum()) < 1e-3 * float(rir[0, 1:241].square().sum())
+
+
+def test_reverb_tail_never_pushes_the_clip_out_of_the_window() -> None:
+    wave = tone(300.0, 3900 / SR).unsqueeze(0)
+    config = AugmentConfig(reverb=Reverb(p=1.0, rt60=(0.5, 0.5)))
+    out = WaveformAugment(config, SR, window=4000)(wave, torch.tensor([3900]))
+    # The tail fills only the 100 samples left: the clip's onset is still at the window's start.
+    assert out.shape == (1, 4000)
+    assert float(out[0, :50].abs().max()) > 0.05

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from sdc.audio.features import KINDS, NORMALIZATIONS
 from sdc.data.fsdd import SPLITS
 from sdc.errors import SdcError
 
@@ -92,14 +93,31 @@ def validate(cfg: DictConfig) -> None:
         cfg.data.val_fraction + cfg.data.test_fraction < 1,
         "val_fraction + test_fraction < 1",
     )
+    for key, choices in (("features.kind", KINDS), ("features.normalize", NORMALIZATIONS)):
+        value = OmegaConf.select(cfg, key, default=choices[0])
+        _require(cfg, key, value in choices, f"one of {', '.join(choices)}")
     _positive(cfg, "optim.lr")
     wd = OmegaConf.select(cfg, "optim.weight_decay", default=0.0)
     _require(cfg, "optim.weight_decay", isinstance(wd, (int, float)) and wd >= 0, "a number >= 0")
-    for step in ("pitch_shift", "time_stretch", "placement", "noise"):
+    steps = ("pitch_shift", "speed", "time_stretch", "reverb", "gain", "placement", "noise")
+    for step in steps:
         _probability(cfg, f"data.augment.{step}.p")
     _range(cfg, "data.augment.pitch_shift.semitones", -12, 12)
+    _range(cfg, "data.augment.speed.factor", 0.5, 2.0)
     _range(cfg, "data.augment.time_stretch.rate", 0.25, 4.0)
+    _range(cfg, "data.augment.reverb.rt60", 0.01, 2.0)
+    _range(cfg, "data.augment.reverb.drr_db", -20, 40)
+    _range(cfg, "data.augment.gain.db", -60, 20)
     _range(cfg, "data.augment.noise.std", 1e-6, 1.0)
+    if OmegaConf.select(cfg, "data.augment.noise.snr_db") is not None:
+        _range(cfg, "data.augment.noise.snr_db", -20, 100)
+    spec = cfg.get("spec_augment")
+    if spec is not None:
+        _probability(cfg, "spec_augment.p")
+        for key in ("freq_masks", "freq_width", "time_masks", "time_width"):
+            value = OmegaConf.select(cfg, f"spec_augment.{key}")
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            _require(cfg, f"spec_augment.{key}", ok, "an integer >= 0")
     _require(
         cfg,
         "trainer.max_epochs",

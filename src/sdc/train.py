@@ -49,6 +49,7 @@ def build_module(cfg: DictConfig) -> DigitClassifier:
         optim=_plain(cfg.optim),
         scheduler=_plain(cfg.get("scheduler")),
         labels=LABELS,
+        spec_augment=_plain(cfg.get("spec_augment")),
     )
 
 

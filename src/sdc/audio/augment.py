@@ -4,12 +4,17 @@ The write-up shifted pitch and stretched time clip by clip with librosa. Doing t
 `torchaudio.transforms.PitchShift` per clip costs about a second per clip (it rebuilds a long sinc
 kernel every call). Here a whole batch is augmented with a handful of tensor ops:
 
-1. pitch: a speed change by resampling. Rates are rounded to a 50 Hz grid, so the few resampling
-   kernels needed are tiny and cached, and the clips that share a rate are resampled together;
-2. tempo: one batched phase vocoder with a rate per clip undoes the duration change of step 1
-   and applies the random time stretch, keeping pitch;
-3. placement: each clip lands at a random position of the fixed window (see `window.py`);
-4. noise: Gaussian noise over the whole window, padding included.
+1. pitch and speed: one speed change by resampling. Rates are rounded to a 50 Hz grid, so the
+   few resampling kernels needed are tiny and cached, and the clips that share a rate are
+   resampled together. Resampling moves the formants with the pitch, as a shorter vocal tract
+   does, so a wide upward range imitates women's and children's voices from adult men's;
+2. tempo: one batched phase vocoder with a rate per clip undoes the duration change of the pitch
+   shift (not of the speed perturbation, which keeps it) and applies the random time stretch;
+3. reverb: FFT convolution with a synthetic room impulse response (exponentially decaying noise);
+4. gain: a random loudness in dB;
+5. placement: each clip lands at a random position of the fixed window (see `window.py`);
+6. noise: Gaussian noise over the whole window, padding included, at an absolute level or at a
+   signal-to-noise ratio relative to the clip.
 
 Each step has its own probability; a clip the dice skip passes through that step untouched.
 """
@@ -42,6 +47,34 @@ class TimeStretch:
 
 
 @dataclass
+class SpeedPerturb:
+    p: float = 0.0
+    factor: tuple[float, float] = (0.9, 1.1)
+    """Playback speed: > 1 is higher and shorter, pitch and tempo together (Kaldi-style).
+
+    Equal to a pitch shift of 12*log2(factor) semitones plus a time stretch with rate `factor`,
+    and done as exactly that, in one resampling: the phase vocoder only runs when a pitch shift
+    or a time stretch is also drawn for the clip.
+    """
+
+
+@dataclass
+class Reverb:
+    p: float = 0.0
+    rt60: tuple[float, float] = (0.1, 0.6)
+    """Reverberation time in seconds (decay by 60 dB), drawn uniformly per clip."""
+    drr_db: tuple[float, float] = (0.0, 15.0)
+    """Direct-to-reverberant energy ratio in dB: low is a far microphone in a live room."""
+
+
+@dataclass
+class Gain:
+    p: float = 0.0
+    db: tuple[float, float] = (-12.0, 6.0)
+    """Loudness change in dB, drawn uniformly per clip (before noise, so SNR is unaffected)."""
+
+
+@dataclass
 class RandomPlacement:
     p: float = 0.0
     """Probability that a clip goes to a uniformly random position instead of the centre."""
@@ -52,12 +85,18 @@ class GaussianNoise:
     p: float = 0.0
     std: tuple[float, float] = (0.001, 0.005)
     """Noise standard deviation, drawn log-uniformly per clip (full scale is 1.0)."""
+    snr_db: tuple[float, float] | None = None
+    """When set, replaces `std`: the signal-to-noise ratio in dB, drawn uniformly per clip,
+    relative to the clip's RMS over its own samples (the window's padding does not count)."""
 
 
 @dataclass
 class AugmentConfig:
     pitch_shift: PitchShift = field(default_factory=PitchShift)
+    speed: SpeedPerturb = field(default_factory=SpeedPerturb)
     time_stretch: TimeStretch = field(default_factory=TimeStretch)
+    reverb: Reverb = field(default_factory=Reverb)
+    gain: Gain = field(default_factory=Gain)
     placement: RandomPlacement = field(default_factory=RandomPlacement)
     noise: GaussianNoise = field(default_factory=GaussianNoise)
 
@@ -67,6 +106,10 @@ def _uniform(n: int, low: float, high: float, device: torch.device) -> torch.Ten
 
 
 def _coin(n: int, p: float, device: torch.device) -> torch.Tensor:
+    # A step that is off draws no random numbers, so adding a step leaves the random stream,
+    # and thus the runs, of recipes that do not use it unchanged.
+    if p <= 0:
+        return torch.zeros(n, dtype=torch.bool, device=device)
     return torch.rand(n, device=device) < p
 
 
@@ -87,6 +130,11 @@ class Resamplers:
         return self._cache[key](waves)
 
 
+def on_rate_grid(factors: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Round speed factors to those `speed_change` can apply exactly."""
+    return torch.round(sample_rate * factors / RATE_GRID_HZ) * RATE_GRID_HZ / sample_rate
+
+
 def speed_change(
     waves: torch.Tensor,
     lengths: torch.Tensor,
@@ -99,8 +147,8 @@ def speed_change(
     Returns the new padded batch, the new lengths and the factors actually applied after
     rounding to the rate grid (the caller compensates the duration with exactly those).
     """
-    grid = torch.round(sample_rate * factors / RATE_GRID_HZ) * RATE_GRID_HZ
-    applied = grid / sample_rate
+    applied = on_rate_grid(factors, sample_rate)
+    grid = torch.round(applied * sample_rate)
     new_lengths = torch.ceil(lengths.to(applied.dtype) / applied).long()
     out = waves.new_zeros(waves.shape[0], int(new_lengths.max()))
     # A loop over the few distinct rates in the batch, not over clips.
@@ -170,8 +218,44 @@ def phase_vocoder_stretch(
     return out * mask, out_lengths
 
 
+def synthetic_rir(
+    rt60: torch.Tensor, drr_db: torch.Tensor, sample_rate: int, length: int
+) -> torch.Tensor:
+    """Room impulse responses (B, length): a direct path, then exponentially decaying noise.
+
+    The tail's amplitude falls by 60 dB after `rt60[b]` seconds; its energy is `drr_db[b]` below
+    the direct path's. Each response has unit energy, so reverberation keeps a clip's loudness.
+    """
+    t = torch.arange(length, device=rt60.device, dtype=rt60.dtype) / sample_rate
+    decay = torch.exp(-math.log(1000.0) * t / rt60.unsqueeze(1))
+    tail = torch.randn(len(rt60), length, device=rt60.device, dtype=rt60.dtype) * decay
+    tail[:, 0] = 0.0
+    tail_energy = tail.square().sum(dim=1, keepdim=True).clamp(min=1e-12)
+    tail = tail * torch.sqrt(torch.pow(10.0, -drr_db / 10).unsqueeze(1) / tail_energy)
+    tail[:, 0] = 1.0
+    return tail / tail.square().sum(dim=1, keepdim=True).sqrt()
+
+
+def reverberate(
+    waves: torch.Tensor, lengths: torch.Tensor, rirs: torch.Tensor, max_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Convolve each clip with its impulse response by one batched FFT.
+
+    The reverberant tail lengthens a clip, but never past `max_length` (the window), so that a
+    long clip is not cropped at its start to make room for its own echo.
+    """
+    width = waves.shape[1] + rirs.shape[1] - 1
+    n_fft = 1 << (width - 1).bit_length()
+    spectrum = torch.fft.rfft(waves, n_fft) * torch.fft.rfft(rirs, n_fft)
+    out = torch.fft.irfft(spectrum, n_fft)[:, :width]
+    grown = (lengths + rirs.shape[1] - 1).clamp(max=max_length)
+    new_lengths = torch.maximum(lengths, grown)
+    mask = torch.arange(width, device=out.device) < new_lengths.unsqueeze(1)
+    return out * mask, new_lengths
+
+
 class WaveformAugment:
-    """The training-time chain: pitch, tempo, placement into the window, noise.
+    """The training-time chain: pitch and speed, tempo, reverb, gain, placement, noise.
 
     Not an `nn.Module`: it holds no learned state and is never saved in a checkpoint, so a
     trained model carries no trace of how it was augmented.
@@ -188,30 +272,62 @@ class WaveformAugment:
         """Augment a padded batch (B, L) of clips with `lengths`; returns (B, window)."""
         cfg, device, n = self.config, waves.device, waves.shape[0]
         lengths = lengths.to(device)
-        speed = torch.ones(n, device=device)
-        tempo = torch.ones(n, device=device)
+        ones = torch.ones(n, device=device)
 
+        # Pitch shift and speed perturbation are one resampling; only the pitch shift's change
+        # of duration is undone by the vocoder.
+        factors, speed_factors, applied = ones, ones, ones
         pitched = _coin(n, cfg.pitch_shift.p, device)
         if pitched.any():
             semitones = _uniform(n, *cfg.pitch_shift.semitones, device) * pitched
             factors = torch.pow(2.0, semitones / 12.0)
-            sub = torch.nonzero(pitched).squeeze(1)
-            shifted, new_lengths, applied = speed_change(
+        sped = _coin(n, cfg.speed.p, device)
+        if sped.any():
+            # On the resampling grid already, so a clip with speed alone needs no vocoder.
+            drawn = on_rate_grid(_uniform(n, *cfg.speed.factor, device), self.sample_rate)
+            speed_factors = torch.where(sped, drawn, ones)
+            factors = factors * speed_factors
+        resampled = (factors - 1).abs() > 1e-6
+        if resampled.any():
+            sub = torch.nonzero(resampled).squeeze(1)
+            shifted, new_lengths, applied_sub = speed_change(
                 waves[sub], lengths[sub], factors[sub], self.sample_rate, self._resamplers
             )
             waves, lengths = _scatter_clips(waves, lengths, sub, shifted, new_lengths)
-            speed[sub] = applied.to(speed.dtype)
+            applied = ones.clone()
+            applied[sub] = applied_sub.to(applied.dtype)
 
         stretched = _coin(n, cfg.time_stretch.p, device)
-        tempo = torch.where(stretched, _uniform(n, *cfg.time_stretch.rate, device), tempo)
-        # The vocoder both restores the duration the speed change altered and applies the tempo.
-        vocoder_rate = tempo / speed
+        tempo = ones
+        if stretched.any():
+            tempo = torch.where(stretched, _uniform(n, *cfg.time_stretch.rate, device), ones)
+        # The vocoder both restores the duration the pitch shift altered and applies the tempo;
+        # the speed perturbation's own change of duration is kept.
+        vocoder_rate = tempo * speed_factors / applied
         needs_vocoder = (vocoder_rate - 1).abs() > 1e-6
         if needs_vocoder.any():
             sub = torch.nonzero(needs_vocoder).squeeze(1)
             trimmed = waves[sub, : int(lengths[sub].max())]
             out, new_lengths = phase_vocoder_stretch(trimmed, lengths[sub], vocoder_rate[sub])
             waves, lengths = _scatter_clips(waves, lengths, sub, out, new_lengths)
+
+        reverberant = torch.nonzero(_coin(n, cfg.reverb.p, device)).squeeze(1)
+        if len(reverberant):
+            m = len(reverberant)
+            rt60 = _uniform(m, *cfg.reverb.rt60, device)
+            drr = _uniform(m, *cfg.reverb.drr_db, device)
+            rir_length = math.ceil(float(rt60.max()) * self.sample_rate)
+            rirs = synthetic_rir(rt60, drr, self.sample_rate, rir_length).to(waves.dtype)
+            trimmed = waves[reverberant, : int(lengths[reverberant].max())]
+            out, new_lengths = reverberate(
+                trimmed, lengths[reverberant], rirs, max(self.window, trimmed.shape[1])
+            )
+            waves, lengths = _scatter_clips(waves, lengths, reverberant, out, new_lengths)
+
+        louder = _coin(n, cfg.gain.p, device)
+        if louder.any():
+            gain_db = _uniform(n, *cfg.gain.db, device) * louder
+            waves = waves * torch.pow(10.0, gain_db / 20).unsqueeze(1).to(waves.dtype)
 
         position = torch.where(
             _coin(n, cfg.placement.p, device),
@@ -222,11 +338,28 @@ class WaveformAugment:
 
         noisy = torch.nonzero(_coin(n, cfg.noise.p, device)).squeeze(1)
         if len(noisy):
-            low, high = (math.log(s) for s in cfg.noise.std)
-            std = torch.exp(_uniform(len(noisy), low, high, device)).unsqueeze(1)
+            if cfg.noise.snr_db is not None:
+                snr = _uniform(len(noisy), *cfg.noise.snr_db, device)
+                std = noise_std_for_snr(windows[noisy], lengths[noisy], snr)
+            else:
+                low, high = (math.log(s) for s in cfg.noise.std)
+                std = torch.exp(_uniform(len(noisy), low, high, device))
             noise = torch.randn(len(noisy), self.window, device=device, dtype=windows.dtype)
-            windows[noisy] += noise * std
+            windows[noisy] += noise * std.unsqueeze(1).to(windows.dtype)
         return windows
+
+
+def noise_std_for_snr(
+    windows: torch.Tensor, lengths: torch.Tensor, snr_db: torch.Tensor
+) -> torch.Tensor:
+    """The noise standard deviation that puts each clip at `snr_db` (B,).
+
+    The signal's power is its mean square over the clip's own samples inside the window, so a
+    short clip in a long window is not judged quieter than it sounds.
+    """
+    samples = lengths.to(windows.device).clamp(min=1, max=windows.shape[1])
+    power = windows.square().sum(dim=1) / samples
+    return torch.sqrt(power * torch.pow(10.0, -snr_db / 10))
 
 
 def _scatter_clips(

@@ -1,4 +1,4 @@
-"""The MFCC front end: fixed-length waveform in, normalized MFCC image out.
+"""The front end: fixed-length waveform in, normalized MFCC (or log-mel) image out.
 
 It is part of the model (and of every checkpoint and export), so training, evaluation, inference
 and the exported graph can never compute features differently.
@@ -13,10 +13,15 @@ import torchaudio
 from torch import nn
 
 NORMALIZATIONS = ("global", "utterance", "none")
+KINDS = ("mfcc", "logmel")
 
 
 class MfccFrontend(nn.Module):
     """40 MFCCs over 23 ms frames every 11.5 ms (the write-up's recipe) plus normalization.
+
+    `kind="logmel"` stops before the DCT and returns the `n_mels` log-mel bands instead: the
+    input that networks with convolutions along frequency (BC-ResNet) are designed for, since
+    neighbouring mel bands are neighbouring frequencies while neighbouring MFCCs are not.
 
     Normalization, chosen by `normalize`:
     - `global`: each coefficient is standardized with the mean and standard deviation of the
@@ -41,16 +46,21 @@ class MfccFrontend(nn.Module):
         f_max: float | None = None,
         top_db: float = 80.0,
         normalize: str = "global",
+        kind: str = "mfcc",
     ) -> None:
         super().__init__()
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        self.kind = kind
         self.sample_rate = sample_rate
         self.window = round(clip_seconds * sample_rate)
         self.normalize = normalize
         win_length = round(frame_seconds * sample_rate)
         self.hop_length = round(hop_seconds * sample_rate)
         self.n_mfcc = n_mfcc
+        self.n_features = n_mfcc if kind == "mfcc" else n_mels
         # torchaudio's MFCC, unrolled: the power spectrum is taken from the real and imaginary
         # parts instead of a complex abs(), which is a fifth of the front end's time on a CPU
         # and has no ONNX equivalent.
@@ -70,18 +80,19 @@ class MfccFrontend(nn.Module):
         self.to_db = torchaudio.transforms.AmplitudeToDB("power", top_db=top_db)
         dct = torchaudio.functional.create_dct(n_mfcc, n_mels, norm="ortho")
         self.register_buffer("dct", dct)
-        self.register_buffer("mean", torch.zeros(n_mfcc, 1))
-        self.register_buffer("std", torch.ones(n_mfcc, 1))
+        self.register_buffer("mean", torch.zeros(self.n_features, 1))
+        self.register_buffer("std", torch.ones(self.n_features, 1))
         self.register_buffer("fitted", torch.tensor(normalize != "global"))
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
-        """(channels, coefficients, frames) of one clip's features."""
+        """(channels, coefficients or bands, frames) of one clip's features."""
         frames = self.window // self.hop_length + 1
-        return (1, self.n_mfcc, frames)
+        return (1, self.n_features, frames)
 
     def raw(self, windows: torch.Tensor) -> torch.Tensor:
-        """MFCCs of (B, window) waveforms as (B, 1, n_mfcc, frames), before normalization.
+        """MFCCs of (B, window) waveforms as (B, 1, n_mfcc, frames), before normalization
+        (or log-mel bands as (B, 1, n_mels, frames)).
 
         The transforms get (B, 1, L), not (B, L): with the latter, torchaudio takes the 80 dB
         `top_db` floor over the whole batch and a clip's features would depend on its neighbours.
@@ -90,6 +101,8 @@ class MfccFrontend(nn.Module):
         spec = torch.view_as_real(self.spectrogram(windows.unsqueeze(1)))
         power = spec.square().sum(dim=-1)  # (B, 1, freq, frames)
         decibels = self.to_db(self.mel_scale(power))
+        if self.kind == "logmel":
+            return decibels
         return torch.matmul(decibels.transpose(-1, -2), self.dct).transpose(-1, -2)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
@@ -105,7 +118,7 @@ class MfccFrontend(nn.Module):
     @torch.no_grad()
     def fit(self, batches: Iterable[torch.Tensor]) -> None:
         """Set the global statistics from clean training windows (streamed, in float64)."""
-        total = torch.zeros(self.n_mfcc, 1, dtype=torch.float64)
+        total = torch.zeros(self.n_features, 1, dtype=torch.float64)
         total_sq = torch.zeros_like(total)
         count = 0
         for windows in batches:

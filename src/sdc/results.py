@@ -1,0 +1,343 @@
+"""`python -m sdc.results` (`make results`): the results table, from a command.
+
+For each row (an experiment) and each protocol (`configs/protocol/`), run the protocol's Hydra
+multirun in a subprocess, then read every trial's run folder (`metrics.json`, `.hydra/`, its
+best checkpoint) and write `results.md` and `results.json`: test accuracy as mean ± standard
+deviation over the trials, every leave-one-speaker-out fold and the worst one, and the
+robustness columns (`sdc.robustness`) on the random split.
+
+Each multirun goes to a new attempt folder, `<dir>/sweeps/<row>/<protocol>/<attempt>/`. With
+`reuse`, finished trials found in earlier attempts are kept and only the missing ones are
+trained, so an interrupted run continues where it stopped and nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from sdc.cli import run_hydra_app, user_errors
+from sdc.config import config_dir
+from sdc.errors import SdcError
+from sdc.robustness import evaluate_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Trial:
+    """One finished run of a sweep: which value it swept, and what it measured."""
+
+    value: Any
+    folder: Path
+    metrics: dict[str, Any]
+    robustness: dict[str, float] = field(default_factory=dict)
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def compose_trial(row: str, protocol: str, overrides: Sequence[str]) -> DictConfig:
+    """The config a trial of this row and protocol runs with, Hydra's part included."""
+    arguments = [f"experiment={row}", f"protocol={protocol}", *overrides]
+    if GlobalHydra.instance().is_initialized():
+        cfg = compose("train", overrides=arguments, return_hydra_config=True)
+    else:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=arguments, return_hydra_config=True)
+    return cfg
+
+
+def sweep_plan(
+    row: str, protocol: str, overrides: Sequence[str], values: str | None = None
+) -> tuple[str, list[str]]:
+    """The key a protocol sweeps and the override strings of its values, e.g. ('seed', ['1']).
+
+    `values` (e.g. "1,2") replaces the protocol's own list of values.
+    """
+    cfg = compose_trial(row, protocol, overrides)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params) or {}
+    if len(params) != 1:
+        raise SdcError(f"protocol={protocol}: expected one swept key, got {sorted(params)}")
+    ((key, swept),) = params.items()
+    swept = str(swept if values is None else values)
+    (parsed,) = OverridesParser.create().parse_overrides([f"{key}={swept}"])
+    strings = list(parsed.sweep_string_iterator()) if parsed.is_sweep_override() else [swept]
+    return key, [str(s) for s in strings]
+
+
+def _value_of(key: str, text: str) -> Any:
+    (parsed,) = OverridesParser.create().parse_overrides([f"{key}={text}"])
+    return parsed.value()
+
+
+def finished_trials(sweeps: Path, key: str, epochs: int) -> dict[str, Trial]:
+    """Finished trials under every attempt of a sweep, by swept value (earliest attempt wins).
+
+    Only trials trained for `epochs` count: a quick table's runs never stand in for a full one's.
+    """
+    found: dict[str, Trial] = {}
+    for metrics_file in sorted(sweeps.glob("**/metrics.json")):
+        folder = metrics_file.parent
+        config_file = folder / ".hydra" / "config.yaml"
+        if not config_file.is_file():
+            continue
+        metrics = json.loads(metrics_file.read_text())
+        config = OmegaConf.load(config_file)
+        if "test_acc" not in metrics:
+            continue
+        if config.trainer.max_epochs != epochs:
+            continue
+        value = OmegaConf.select(config, key)
+        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        found.setdefault(_key(value), Trial(value, folder, metrics))
+    return found
+
+
+def run_sweep(
+    row: str,
+    protocol: str,
+    key: str,
+    values: Sequence[str],
+    attempt_dir: Path,
+    overrides: Sequence[str],
+) -> float:
+    """Train `values` of a protocol's sweep as one Hydra multirun; returns its wall time."""
+    command = [
+        sys.executable,
+        "-m",
+        "sdc.train",
+        "-m",
+        f"experiment={row}",
+        f"protocol={protocol}",
+        f"hydra.sweep.dir={attempt_dir}",
+        # Trials are told apart by their saved config, and every override in a folder name
+        # soon exceeds the file system's limit on name length.
+        "hydra.sweep.subdir=${hydra.job.num}",
+        *overrides,
+        f"{key}={','.join(values)}",
+    ]
+    log.info("running: %s", " ".join(command))
+    started = time.perf_counter()
+    result = subprocess.run(command, env=dict(os.environ))
+    if result.returncode != 0:
+        raise SdcError(f"results: {row}/{protocol} failed (exit {result.returncode}): {command}")
+    return time.perf_counter() - started
+
+
+def collect(cfg: DictConfig) -> dict[str, Any]:
+    """Train what is missing, evaluate every trial, and gather the table's numbers."""
+    opts = cfg.results
+    root = Path(opts.dir)
+    overrides = list(opts.overrides)
+    if opts.epochs is not None:
+        overrides.append(f"trainer.max_epochs={int(opts.epochs)}")
+    table: dict[str, Any] = {}
+    for row in opts.rows:
+        table[row] = {}
+        for protocol in opts.protocols:
+            key, values = sweep_plan(row, protocol, overrides, opts.sweep_values.get(protocol))
+            epochs = int(compose_trial(row, protocol, overrides).trainer.max_epochs)
+            sweeps = root / "sweeps" / row / protocol
+            done = finished_trials(sweeps, key, epochs) if opts.reuse else {}
+            missing = [v for v in values if _key(_value_of(key, v)) not in done]
+            wall = 0.0
+            if missing:
+                attempt = sweeps / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+                wall = run_sweep(row, protocol, key, missing, attempt, overrides)
+                fresh = finished_trials(attempt, key, epochs)
+                done.update({k: t for k, t in fresh.items() if k not in done})
+            trials = [done[k] for k in (_key(_value_of(key, v)) for v in values) if k in done]
+            if len(trials) < len(values):
+                raise SdcError(f"results: {row}/{protocol} has {len(trials)}/{len(values)} trials")
+            if protocol in opts.robustness_protocols:
+                for trial in trials:
+                    trial.robustness = _robustness(trial.folder, opts)
+            table[row][protocol] = summarize(key, trials, wall)
+    return table
+
+
+def _robustness(folder: Path, opts: DictConfig) -> dict[str, float]:
+    """Cached in the trial's folder: evaluating a model twice gives the same numbers anyway."""
+    cache = folder / "robustness.json"
+    snrs = [float(s) for s in opts.snr_db]
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("snr_db") == snrs and saved.get("seed") == opts.noise_seed:
+            return saved["accuracy"]
+    accuracy = evaluate_run(folder, snrs, int(opts.noise_seed))
+    payload = {"snr_db": snrs, "seed": opts.noise_seed, "accuracy": accuracy}
+    cache.write_text(json.dumps(payload, indent=2) + "\n")
+    return accuracy
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+
+
+def summarize(key: str, trials: Sequence[Trial], wall_seconds: float) -> dict[str, Any]:
+    accuracies = [float(t.metrics["test_acc"]) for t in trials]
+    summary: dict[str, Any] = {
+        "swept": key,
+        "test_acc": _spread(accuracies),
+        "trials": [
+            {"value": t.value, "folder": str(t.folder), "test_acc": t.metrics["test_acc"]}
+            for t in trials
+        ],
+        "train_seconds": sum(float(t.metrics.get("fit_seconds", 0.0)) for t in trials),
+        "wall_seconds_this_run": wall_seconds,
+    }
+    if key == "data.test_speakers":
+        per_speaker = {"+".join(t.value): float(t.metrics["test_acc"]) for t in trials}
+        worst = min(per_speaker, key=per_speaker.__getitem__)
+        summary["per_speaker"] = per_speaker
+        summary["worst"] = {"speaker": worst, "test_acc": per_speaker[worst]}
+    if trials and trials[0].robustness:
+        names = list(trials[0].robustness)
+        summary["robustness"] = {n: _spread([t.robustness[n] for t in trials]) for n in names}
+    return summary
+
+
+def machine() -> str:
+    """CPU model and core count, and the GPU when there is one."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    text = f"{cpu}, {os.cpu_count()} cores"
+    if torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def _pct(spread: dict[str, float]) -> str:
+    text = f"{100 * spread['mean']:.2f}"
+    return text + (f" ± {100 * spread['std']:.2f}" if spread["n"] > 1 else "")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def markdown(table: dict[str, Any], opts: DictConfig, host: str, wall: float) -> str:
+    """The tables: accuracy per protocol with robustness, LOSO per speaker, time per sweep."""
+    protocols = list(opts.protocols)
+    robust = next(
+        (
+            cell["robustness"]
+            for row in table.values()
+            for cell in row.values()
+            if "robustness" in cell
+        ),
+        {},
+    )
+    head = ["recipe"]
+    for p in protocols:
+        head += ["LOSO mean", "LOSO worst"] if p == "loso" else [p]
+    head += [n.replace("snr_", "noise ").replace("db", " dB") for n in robust]
+    lines = [
+        "Test accuracy (%), mean ± standard deviation over the trials of each protocol; "
+        f"robustness columns on the {', '.join(opts.robustness_protocols)} split.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for row, cells in table.items():
+        out = [f"`{row}`"]
+        for p in protocols:
+            cell = cells[p]
+            out.append(_pct(cell["test_acc"]))
+            if p == "loso":
+                worst = cell["worst"]
+                out.append(f"{100 * worst['test_acc']:.2f} ({worst['speaker']})")
+        rob = next((c["robustness"] for c in cells.values() if "robustness" in c), {})
+        out += [_pct(rob[n]) if n in rob else "" for n in robust]
+        lines.append("| " + " | ".join(out) + " |")
+
+    loso = {row: cells["loso"] for row, cells in table.items() if "loso" in cells}
+    if loso:
+        speakers = list(next(iter(loso.values()))["per_speaker"])
+        lines += ["", "Leave one speaker out, test accuracy (%) per held-out speaker:", ""]
+        lines += ["| recipe | " + " | ".join(speakers) + " |", "|" + "---|" * (len(speakers) + 1)]
+        for row, cell in loso.items():
+            accs = [f"{100 * cell['per_speaker'].get(s, float('nan')):.2f}" for s in speakers]
+            lines.append(f"| `{row}` | " + " | ".join(accs) + " |")
+
+    lines += ["", "Training time (sum of the trials' fit times):", ""]
+    lines += ["| recipe | " + " | ".join(protocols) + " |", "|" + "---|" * (len(protocols) + 1)]
+    for row, cells in table.items():
+        times = [
+            f"{_minutes(cells[p]['train_seconds'])} ({cells[p]['test_acc']['n']} runs)"
+            for p in protocols
+        ]
+        lines.append(f"| `{row}` | " + " | ".join(times) + " |")
+    epochs = "each recipe's own" if opts.epochs is None else str(opts.epochs)
+    lines += [
+        "",
+        f"Machine: {host}. Epochs: {epochs}. This `make results` run took {_minutes(wall)}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def results(cfg: DictConfig) -> dict[str, Any]:
+    """Train, evaluate and write `results.md` and `results.json`; returns the JSON payload."""
+    opts = cfg.results
+    unknown = [p for p in opts.protocols if not (config_dir() / "protocol" / f"{p}.yaml").is_file()]
+    if unknown:
+        raise SdcError(f"results.protocols: unknown protocol(s) {unknown}")
+    started = time.perf_counter()
+    table = collect(cfg)
+    wall = time.perf_counter() - started
+    host = machine()
+    out = Path(opts.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "machine": host,
+        "wall_seconds": wall,
+        "options": OmegaConf.to_container(opts, resolve=True),
+        "table": table,
+    }
+    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(table, opts, host, wall))
+    log.info("wrote %s", out / "results.md")
+    return payload
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="results")
+def hydra_app(cfg: DictConfig) -> None:
+    with user_errors():
+        results(cfg)
+
+
+def main() -> None:
+    run_hydra_app(hydra_app)
+
+
+if __name__ == "__main__":
+    main()

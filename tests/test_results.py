@@ -1,0 +1,82 @@
+"""`make results` end to end on the tiny synthetic FSDD: sweeps, evaluation, the table, reuse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+import sdc.results
+from sdc.config import config_dir
+from sdc.results import results
+
+pytestmark = pytest.mark.slow
+
+
+def results_cfg(tiny_fsdd: Path, out: Path):
+    tiny = [
+        f"data.root={tiny_fsdd}",
+        "data.download=false",
+        "data.clip_seconds=0.6",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "trainer.enable_progress_bar=false",
+        "~callbacks.model_summary",
+        "~callbacks.learning_rate_monitor",
+        "logger=none",
+    ]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            "results",
+            overrides=[
+                "results.rows=[baseline]",
+                "results.epochs=1",
+                f"results.dir={out}",
+                "results.snr_db=[10,0]",
+                "results.sweep_values.random='1,2'",
+                "results.sweep_values.official='1'",
+                "results.sweep_values.loso='[alice],[bob]'",
+                "results.overrides=[" + ",".join(f"'{o}'" for o in tiny) + "]",
+            ],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def test_results_trains_every_protocol_and_writes_the_table(
+    tiny_fsdd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "results"
+    cfg = results_cfg(tiny_fsdd, out)
+    payload = results(cfg)
+
+    row = payload["table"]["baseline"]
+    assert row["random"]["test_acc"]["n"] == 2
+    assert row["official"]["test_acc"]["n"] == 1
+    assert set(row["loso"]["per_speaker"]) == {"alice", "bob"}
+    assert row["loso"]["worst"]["speaker"] in {"alice", "bob"}
+    assert set(row["random"]["robustness"]) == {"clean", "snr_10db", "snr_0db", "start", "end"}
+    assert "robustness" not in row["official"]
+    for trial in row["random"]["trials"]:
+        assert (Path(trial["folder"]) / "robustness.json").is_file()
+    table = (out / "results.md").read_text()
+    assert "| `baseline` |" in table and "LOSO worst" in table and "noise 10 dB" in table
+    assert json.loads((out / "results.json").read_text())["table"] == payload["table"]
+
+    # An interrupted table continues: finished trials are reused, nothing is trained again.
+    def no_training(*args: object, **kwargs: object) -> float:
+        raise AssertionError("reuse must not train finished trials again")
+
+    monkeypatch.setattr(sdc.results, "run_sweep", no_training)
+    again = results(results_cfg(tiny_fsdd, out))
+    assert again["table"]["baseline"]["loso"]["per_speaker"] == row["loso"]["per_speaker"]

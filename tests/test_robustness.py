@@ -1,0 +1,63 @@
+"""The robustness evaluation: noise at fixed SNRs, clips at the window's edges."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sdc.audio.window import fit_to_window
+from sdc.robustness import conditions, robustness
+
+WINDOW = 3000
+
+
+def clips() -> tuple[list[torch.Tensor], list[int]]:
+    torch.manual_seed(0)
+    waves = [torch.randn(n) * scale for n, scale in ((500, 0.05), (800, 0.5), (1200, 0.2))]
+    return waves * 4, [1] * 12
+
+
+class WhereIsTheEnergy(torch.nn.Module):
+    """Class 0, 1 or 2 for energy mostly in the first, middle or last third of the window."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        thirds = windows.square().reshape(len(windows), 3, -1).sum(dim=-1)
+        return torch.nn.functional.pad(thirds, (0, 7))
+
+
+def test_each_condition_does_what_it_says() -> None:
+    waves, _ = clips()
+    batch = torch.nn.utils.rnn.pad_sequence(waves[:3], batch_first=True)
+    lengths = torch.tensor([len(w) for w in waves[:3]])
+    named = conditions(WINDOW, snr_db=(10.0, 0.0))
+    assert list(named) == ["clean", "snr_10db", "snr_0db", "start", "end"]
+    generator = torch.Generator().manual_seed(0)
+    clean = named["clean"](batch, lengths, generator)
+    assert torch.equal(clean, fit_to_window(batch, lengths, WINDOW))
+    for snr in (10.0, 0.0):
+        noisy = named[f"snr_{snr:g}db"](batch, lengths, generator)
+        for n, c, length in zip(noisy - clean, clean, lengths.tolist(), strict=True):
+            signal = float(c.square().sum()) / length
+            assert 10 * math.log10(signal / float(n.square().mean())) == pytest.approx(snr, abs=1)
+    start = named["start"](batch, lengths, generator)
+    assert torch.equal(start[0, :500], waves[0])
+    end = named["end"](batch, lengths, generator)
+    assert torch.equal(end[0, -500:], waves[0])
+
+
+def test_robustness_reports_every_condition_reproducibly() -> None:
+    waves, labels = clips()
+    model = WhereIsTheEnergy()
+    first = robustness(model, waves, labels, WINDOW, snr_db=(20.0, 0.0), batch_size=5)
+    assert first["clean"] == 1.0  # centred: the energy is in the middle third
+    assert first["start"] == 0.0 and first["end"] == 0.0
+    assert first["snr_20db"] == 1.0
+    assert 0.0 <= first["snr_0db"] <= 1.0
+    again = robustness(model, waves, labels, WINDOW, snr_db=(20.0, 0.0), batch_size=12)
+    assert again == first
