@@ -4,9 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+SWEEP ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format tensorboard clean
+.PHONY: help install train test test-fast lint format tensorboard sweep-report clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +39,9 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 
 tensorboard: $(STAMP) ## Every run and sweep under outputs/
 	$(BIN)/tensorboard --logdir outputs
+
+sweep-report: $(STAMP) ## Rank a sweep's trials: make sweep-report SWEEP=outputs/multiruns/<date>/<time>_<name>
+	$(BIN)/python -m sdc.sweep_report $(SWEEP)
 
 clean: ## Remove caches (keeps .venv, data and outputs)
 	rm -rf .pytest_cache .ruff_cache build dist src/*.egg-info
