@@ -4,9 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+SWEEP ?=
 
 .DEFAULT_GOAL := help
+<<<<<<< HEAD
 .PHONY: help install train evaluate export results test test-fast lint format bench tensorboard clean
+=======
+.PHONY: help install train test test-fast lint format tensorboard sweep-report clean
+>>>>>>> sweep
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +55,9 @@ bench: $(STAMP) ## Speed and memory on this machine (skip the 25-epoch run: ARGS
 
 tensorboard: $(STAMP) ## Every run and sweep under outputs/
 	$(BIN)/tensorboard --logdir outputs
+
+sweep-report: $(STAMP) ## Rank a sweep's trials: make sweep-report SWEEP=outputs/multiruns/<date>/<time>_<name>
+	$(BIN)/python -m sdc.sweep_report $(SWEEP)
 
 clean: ## Remove caches (keeps .venv, data and outputs)
 	rm -rf .pytest_cache .ruff_cache build dist src/*.egg-info

@@ -97,7 +97,9 @@ class DigitClassifier(pl.LightningModule):
         logits = self.training_logits(windows)
         loss = F.cross_entropy(logits, labels)
         self.train_acc(logits, labels)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=False)
+        # Losses are plain tensors: `sync_dist` averages them over DDP ranks (metrics sync
+        # themselves); it does nothing in a single process.
+        self.log("train_loss", loss, on_step=True, on_epoch=True, sync_dist=True)
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -105,7 +107,7 @@ class DigitClassifier(pl.LightningModule):
         windows, labels = batch
         logits = self(windows)
         self.val_acc(logits, labels)
-        self.log("val_loss", F.cross_entropy(logits, labels), prog_bar=False)
+        self.log("val_loss", F.cross_entropy(logits, labels), sync_dist=True)
         self.log("val_acc", self.val_acc, prog_bar=True)
 
     def on_test_epoch_start(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,13 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from sdc import LABELS
@@ -82,7 +86,12 @@ def _resume_path(cfg: DictConfig) -> str | None:
 
 
 def _claim_run_folder(cfg: DictConfig, output_dir: Path) -> None:
-    """Refuse to train into a folder that already holds a run, unless continuing that run."""
+    """Refuse to train into a folder that already holds a run, unless continuing that run.
+
+    DDP's other ranks re-run this script into the same folder: only the first one checks.
+    """
+    if int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0:
+        return
     previous = [p for p in (output_dir / "checkpoints", output_dir / "metrics.json") if p.exists()]
     resume = cfg.get("ckpt_path")
     continuing = resume is not None and output_dir.absolute() in Path(resume).absolute().parents
@@ -91,6 +100,10 @@ def _claim_run_folder(cfg: DictConfig, output_dir: Path) -> None:
             f"hydra.run.dir: {output_dir} already holds a run ({previous[0].name}); "
             "choose another folder, or set overwrite=true"
         )
+
+
+# The final metrics every run reports to TensorBoard's HPARAMS view, next to its hyperparameters.
+HPARAMS_METRICS = ("val_acc_best", "test_acc")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -105,14 +118,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    write_split_csv(datamodule.split, output_dir / "split.csv")
 
     module = build_module(cfg)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    _check_not_relaunched_in_sweep(trainer)
+    if trainer.is_global_zero:
+        write_split_csv(datamodule.split, output_dir / "split.csv")
     if isinstance(logger, TensorBoardLogger):
-        logger.log_hyperparams(_flat_hparams(cfg), {"val_acc": 0.0, "test_acc": 0.0})
+        # Logged at the start too, or the HPARAMS view shows -1 for a run still training.
+        logger.log_hyperparams(_flat_hparams(cfg), {f"hp/{k}": 0.0 for k in HPARAMS_METRICS})
 
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg))
@@ -127,21 +143,69 @@ def train(cfg: DictConfig) -> dict[str, float]:
     best_path = checkpoint.best_model_path if checkpoint else ""
     if checkpoint and checkpoint.best_model_score is not None:
         metrics["val_acc_best"] = float(checkpoint.best_model_score)
+    elif "val_acc" in metrics:
+        # No checkpoint was kept (fast_dev_run): the weights in hand are the ones tested.
+        metrics["val_acc_best"] = metrics["val_acc"]
 
-    if cfg.test:
+    tester = _tester(cfg, trainer) if cfg.test else None
+    if tester is not None:
         # The checkpoint with the best validation accuracy, or the weights in hand when none was
         # saved (fast_dev_run saves none).
-        trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
-        metrics["test_acc"] = float(trainer.callback_metrics["test_acc"])
-        if trainer.is_global_zero:
-            _report(cfg, trainer, module, datamodule, best_path, output_dir)
+        tester.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
+        metrics["test_acc"] = float(tester.callback_metrics["test_acc"])
+        _report(cfg, trainer, module, datamodule, best_path, output_dir)
 
     metrics["fit_seconds"] = fit_seconds
     if trainer.is_global_zero:
+        if isinstance(logger, TensorBoardLogger):
+            final = {f"hp/{k}": metrics[k] for k in HPARAMS_METRICS if k in metrics}
+            logger.log_metrics(final, step=trainer.global_step)
+            logger.finalize("success")
         summary = {"best_checkpoint": best_path, "epochs": trainer.current_epoch, **metrics}
         write_text(output_dir / "metrics.json", json.dumps(summary, indent=2) + "\n")
         log.info("metrics: %s", json.dumps(summary))
     return metrics
+
+
+def _check_not_relaunched_in_sweep(trainer: pl.Trainer) -> None:
+    """Lightning's `ddp` starts the other ranks by re-running this command line; inside a `-m`
+    sweep that would start the whole sweep again in every rank."""
+    launcher = trainer.strategy.launcher
+    relaunches = isinstance(launcher, _SubprocessScriptLauncher) and trainer.num_devices > 1
+    if relaunches and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise SdcError(
+            "trainer=ddp cannot run inside a -m sweep on one machine (Lightning re-runs the "
+            "command for each process): run it as single runs, or sweep with "
+            "hydra/launcher=slurm, where SLURM starts the processes"
+        )
+
+
+def _tester(cfg: DictConfig, trainer: pl.Trainer) -> pl.Trainer | None:
+    """The trainer that tests: the fitting one, or after a multi-process fit a one-device trainer
+    on rank 0 (None on the other ranks).
+
+    A multi-process test would shard the test set with a DistributedSampler, which pads it to a
+    multiple of the process count (some clips counted twice) and leaves each rank a part of the
+    predictions the report needs. One device sees every clip once, in loader order, which is
+    also what Lightning's documentation recommends for testing.
+    """
+    if trainer.world_size == 1:
+        return trainer
+    if torch.distributed.is_initialized():
+        # Otherwise the test metrics would wait to sync with ranks that no longer take part.
+        torch.distributed.destroy_process_group()
+    if not trainer.is_global_zero:
+        return None
+    return instantiate(
+        cfg.trainer,
+        strategy="auto",
+        devices=1,
+        num_nodes=1,
+        logger=False,
+        # Only so that Lightning finds the callback that wrote the checkpoint it restores.
+        callbacks=[c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)],
+        enable_model_summary=False,
+    )
 
 
 def _report(
