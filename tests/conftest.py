@@ -136,7 +136,7 @@ def tiny_checkpoint(tiny_fsdd: Path, tmp_path_factory: pytest.TempPathFactory) -
     best, _ = train_checkpoint(
         tiny_fsdd,
         tmp_path_factory.mktemp("tiny_run"),
-        "trainer.max_epochs=6",
+        "trainer.max_epochs=10",
         "data.batch_size=16",
         "optim.lr=3e-3",
         "model.dropout=0.0",

@@ -23,7 +23,7 @@ def results_cfg(tiny_fsdd: Path, out: Path):
         f"data.root={tiny_fsdd}",
         "data.download=false",
         "data.clip_seconds=0.6",
-        "+trainer.limit_train_batches=2",
+        "trainer.limit_train_batches=2",
         "+trainer.limit_val_batches=1",
         "trainer.enable_progress_bar=false",
         "~callbacks.model_summary",
