@@ -134,6 +134,9 @@ def test_cli_prints_the_composed_recipe() -> None:
         (("optim.lr=-1",), "optim.lr"),
         (("data.download=false", "data.root=/nonexistent/fsdd"), "/nonexistent/fsdd"),
         (("data.nosuchkey=1",), "data.nosuchkey"),
+        (("data.batch_size=ten",), "data.batch_size"),
+        (("data.batchsize=50",), "batchsize"),
+        (("features.n_mfcc=1.5",), "features.n_mfcc"),
     ],
 )
 def test_cli_bad_input_is_one_line_naming_it(

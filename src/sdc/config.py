@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from sdc import schemas
 from sdc.audio.features import KINDS, NORMALIZATIONS
 from sdc.data.fsdd import SPLITS
 from sdc.errors import SdcError
@@ -30,6 +31,8 @@ def config_dir() -> Path:
     bundled = PACKAGE_DIR / "configs"
     return bundled if bundled.is_dir() else PACKAGE_DIR.parents[1] / "configs"
 
+
+schemas.register()
 
 if not OmegaConf.has_resolver("sdc.project_root"):
     OmegaConf.register_new_resolver("sdc.project_root", lambda: str(project_root()))
