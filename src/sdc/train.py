@@ -124,6 +124,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     _check_not_relaunched_in_sweep(trainer)
+    if cfg.seed is not None and trainer.world_size > 1:
+        # Each rank its own augmentation and dropout draws (the same seed everywhere would give
+        # clip i of every rank's batch the same pitch, tempo, placement and noise). The weights
+        # still start equal: DDP copies rank 0's to the others.
+        pl.seed_everything(cfg.seed + trainer.global_rank, workers=True)
     if trainer.is_global_zero:
         write_split_csv(datamodule.split, output_dir / "split.csv")
     if isinstance(logger, TensorBoardLogger):
