@@ -24,7 +24,7 @@ def results_cfg(tiny_fsdd: Path, out: Path):
         "data.download=false",
         "data.clip_seconds=0.6",
         "trainer.limit_train_batches=2",
-        "+trainer.limit_val_batches=1",
+        "trainer.limit_val_batches=1",
         "trainer.enable_progress_bar=false",
         "~callbacks.model_summary",
         "~callbacks.learning_rate_monitor",
