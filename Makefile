@@ -7,11 +7,7 @@ ARGS ?=
 SWEEP ?=
 
 .DEFAULT_GOAL := help
-<<<<<<< HEAD
-.PHONY: help install train evaluate export results test test-fast lint format bench tensorboard clean
-=======
-.PHONY: help install train test test-fast lint format tensorboard sweep-report clean
->>>>>>> sweep
+.PHONY: help install train evaluate export results test test-fast lint format bench tensorboard sweep-report clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
