@@ -54,30 +54,37 @@ def tiny_fsdd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def compose_cfg(
+    data_root: Path, run_dir: Path, *overrides: str, config_name: str = "train"
+) -> DictConfig:
+    """Compose a config as the CLI would, reading `data_root` and writing into `run_dir`."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            config_name=config_name,
+            overrides=[
+                f"data.root={data_root}",
+                "data.download=false",
+                "trainer.enable_progress_bar=false",
+                "~callbacks.model_summary",
+                *overrides,
+            ],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.log_dir = str(run_dir.parent / "outputs")
+        cfg.paths.output_dir = str(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
 @pytest.fixture
 def make_cfg(tiny_fsdd: Path, tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose the train config as the CLI would, with every path inside `tmp_path`."""
 
     def make(*overrides: str, config_name: str = "train") -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = compose(
-                config_name=config_name,
-                overrides=[
-                    f"data.root={tiny_fsdd}",
-                    "data.download=false",
-                    "trainer.enable_progress_bar=false",
-                    "~callbacks.model_summary",
-                    *overrides,
-                ],
-                return_hydra_config=True,
-            )
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.log_dir = str(tmp_path / "outputs")
-            cfg.paths.output_dir = str(tmp_path / "run")
-        (tmp_path / "run").mkdir(exist_ok=True)
-        return cfg
+        return compose_cfg(tiny_fsdd, tmp_path / "run", *overrides, config_name=config_name)
 
     yield make
     GlobalHydra.instance().clear()
@@ -102,24 +109,7 @@ def train_checkpoint(
     checkpoint and the metrics. For fixtures that share one trained model between tests."""
     from sdc.train import train
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(
-            config_name="train",
-            overrides=[
-                f"data.root={data_root}",
-                "data.download=false",
-                "trainer.enable_progress_bar=false",
-                "~callbacks.model_summary",
-                *overrides,
-            ],
-            return_hydra_config=True,
-        )
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.log_dir = str(run_dir / "outputs")
-        cfg.paths.output_dir = str(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = compose_cfg(data_root, run_dir, *overrides)
     metrics = train(cfg)
     GlobalHydra.instance().clear()
     (best,) = sorted((run_dir / "checkpoints").glob("epoch*.ckpt"))
