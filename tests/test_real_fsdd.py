@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
+from conftest import QUICK_FSDD
 from sdc.data.datamodule import FSDDDataModule
 from sdc.data.download import RECORDINGS_DIGEST, recordings_digest
 from sdc.data.fsdd import find_recordings_dir
@@ -41,12 +42,7 @@ def test_brief_training_is_far_above_chance(
 ) -> None:
     cfg = make_cfg(
         f"data.root={fsdd_root}",
-        "trainer.max_epochs=3",
-        "optim.lr=2e-3",
-        "model.dropout=0.1",
-        "data.augment.placement.p=0",
-        "data.augment.pitch_shift.p=0",
-        "data.augment.time_stretch.p=0",
+        *QUICK_FSDD,
         "data.augment.noise.p=0",
     )
     metrics = train(cfg)

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import evaluate_cfg, train_checkpoint
+from conftest import QUICK_FSDD, evaluate_cfg, train_checkpoint
 from sdc.audio.window import fit_to_window
 from sdc.checkpoint import load_classifier
 from sdc.evaluate import evaluate
@@ -34,12 +34,7 @@ def trained(fsdd_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     best, metrics = train_checkpoint(
         fsdd_root,
         tmp_path_factory.mktemp("fsdd_run"),
-        "trainer.max_epochs=3",
-        "optim.lr=2e-3",
-        "model.dropout=0.1",
-        "data.augment.placement.p=0",
-        "data.augment.pitch_shift.p=0",
-        "data.augment.time_stretch.p=0",
+        *QUICK_FSDD,
     )
     return best, metrics["test_acc"]
 
