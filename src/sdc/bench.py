@@ -12,8 +12,6 @@ import json
 import logging
 import math
 import multiprocessing
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -33,6 +31,8 @@ from omegaconf import DictConfig, OmegaConf
 from sdc.audio.window import fit_to_window
 from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir, project_root, validate
+from sdc.files import write_text
+from sdc.machine import describe
 
 log = logging.getLogger(__name__)
 
@@ -297,28 +297,6 @@ def full_baseline(cfg: DictConfig, device: str) -> dict[str, Any]:
     return {"baseline_wall_s": wall, "baseline_test_acc": metrics["test_acc"]}
 
 
-def machine() -> dict[str, Any]:
-    info = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-        info["cpu"] = model
-    except (OSError, StopIteration):
-        pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
 TARGETS_CPU = {
     "pipeline_clips_per_s": (">=", 1000),
     "speedup_vs_reference": (">=", 500),
@@ -354,7 +332,7 @@ def markdown(results: dict[str, Any]) -> str:
 def bench(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    results: dict[str, Any] = {"machine": machine(), "devices": {}}
+    results: dict[str, Any] = {"machine": describe(), "devices": {}}
     for device in devices:
         figures: dict[str, Any] = {}
         for name, target in (
@@ -372,9 +350,9 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
             figures.update(full_baseline(cfg, device))
         results["devices"][device] = figures
     out_dir = Path(cfg.paths.output_dir)
-    (out_dir / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_text(out_dir / "bench.json", json.dumps(results, indent=2) + "\n")
     table = markdown(results)
-    (out_dir / "bench.md").write_text(table + "\n")
+    write_text(out_dir / "bench.md", table + "\n")
     print(table)
     return results
 

@@ -31,6 +31,7 @@ from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir
 from sdc.data.fsdd import SPLITS, SUBSETS, Recording
 from sdc.errors import SdcError
+from sdc.files import write_text
 from sdc.report import write_report
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         f"{name:>12}  {s['accuracy']:.4f}  ({s['correct']}/{s['n']})"
         for name, s in speakers.items()
     )
-    (output_dir / "report.txt").write_text(f"{text}\naccuracy per speaker\n{speaker_text}\n")
+    write_text(output_dir / "report.txt", f"{text}\naccuracy per speaker\n{speaker_text}\n")
     _write_per_speaker(speakers, output_dir / "per_speaker.csv")
     wrong = _write_misclassified(recordings, probs, info.labels, output_dir / "misclassified.csv")
 
@@ -131,7 +132,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     print(f"{text}\naccuracy per speaker\n{speaker_text}\n\n{wrong} misclassified: {output_dir}")
     metrics = {"accuracy": payload["accuracy"], "n": len(targets), "per_speaker": speakers}
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 

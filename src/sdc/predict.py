@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sdc.cli import user_errors
 from sdc.errors import SdcError
+from sdc.files import write_text
 from sdc.inference import DEFAULT_THRESHOLD, Prediction, Recognizer
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au")
@@ -67,7 +68,7 @@ def as_record(p: Prediction) -> dict[str, object]:
 
 def write_json(predictions: Sequence[Prediction], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([as_record(p) for p in predictions], indent=2) + "\n")
+    write_text(path, json.dumps([as_record(p) for p in predictions], indent=2) + "\n")
 
 
 def write_csv(predictions: Sequence[Prediction], path: Path) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -37,6 +35,8 @@ from omegaconf import DictConfig, OmegaConf
 from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir
 from sdc.errors import SdcError
+from sdc.files import write_text
+from sdc.machine import summary
 from sdc.robustness import evaluate_run
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def _robustness(folder: Path, opts: DictConfig) -> dict[str, float]:
             return saved["accuracy"]
     accuracy = evaluate_run(folder, snrs, int(opts.noise_seed))
     payload = {"snr_db": snrs, "seed": opts.noise_seed, "accuracy": accuracy}
-    cache.write_text(json.dumps(payload, indent=2) + "\n")
+    write_text(cache, json.dumps(payload, indent=2) + "\n")
     return accuracy
 
 
@@ -219,21 +219,6 @@ def summarize(key: str, trials: Sequence[Trial], wall_seconds: float) -> dict[st
         names = list(trials[0].robustness)
         summary["robustness"] = {n: _spread([t.robustness[n] for t in trials]) for n in names}
     return summary
-
-
-def machine() -> str:
-    """CPU model and core count, and the GPU when there is one."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    text = f"{cpu}, {os.cpu_count()} cores"
-    if torch.cuda.is_available():
-        text += f", {torch.cuda.get_device_name(0)}"
-    return text
 
 
 def _pct(spread: dict[str, float]) -> str:
@@ -314,7 +299,7 @@ def results(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     table = collect(cfg)
     wall = time.perf_counter() - started
-    host = machine()
+    host = summary()
     out = Path(opts.dir)
     out.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -323,8 +308,8 @@ def results(cfg: DictConfig) -> dict[str, Any]:
         "options": OmegaConf.to_container(opts, resolve=True),
         "table": table,
     }
-    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (out / "results.md").write_text(markdown(table, opts, host, wall))
+    write_text(out / "results.json", json.dumps(payload, indent=2) + "\n")
+    write_text(out / "results.md", markdown(table, opts, host, wall))
     log.info("wrote %s", out / "results.md")
     return payload
 

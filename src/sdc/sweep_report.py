@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from sdc.cli import user_errors
 from sdc.errors import SdcError
+from sdc.files import write_text
 
 REPORT_NAME = "sweep_report"
 
@@ -144,7 +145,7 @@ def write_sweep_report(sweep_dir: Path) -> tuple[str, Path, Path]:
     text = markdown(sweep_dir, trials)
     md_path = sweep_dir / f"{REPORT_NAME}.md"
     csv_path = sweep_dir / f"{REPORT_NAME}.csv"
-    md_path.write_text(text)
+    write_text(md_path, text)
     rows = report_rows(trials)
     with csv_path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sdc.cli import user_errors
 from sdc.errors import SdcError
+from sdc.files import write_text
 from sdc.inference import Recognizer, Transcript
 from sdc.predict import add_model_arguments, as_record
 
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(records, indent=2) + "\n")
+            write_text(args.json, json.dumps(records, indent=2) + "\n")
     if failed:
         sys.exit(2)
 
