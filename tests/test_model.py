@@ -55,3 +55,30 @@ def test_fused_inference_copy_gives_the_same_logits() -> None:
     windows = torch.randn(4, module.window) * 0.1
     with torch.no_grad():
         torch.testing.assert_close(fused(windows), module(windows), atol=1e-4, rtol=1e-4)
+
+
+def test_pooling_before_relu_computes_the_write_ups_block_exactly() -> None:
+    """The block pools before its ReLU for speed; values and gradients must be the write-up's
+    conv, batch norm, ReLU, pool order."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    ours = DigitCNN((1, 40, 201), time_pooling="max")
+    reference = DigitCNN((1, 40, 201), time_pooling="max")
+    reference.load_state_dict(ours.state_dict())
+    for block in list(reference.features)[:3]:
+        conv, norm, pool, relu, drop = block
+        assert isinstance(pool, nn.MaxPool2d) and isinstance(relu, nn.ReLU)
+        block[2], block[3] = relu, pool
+    x = torch.randn(6, 1, 40, 201)
+    outputs = []
+    for net in (ours, reference):
+        net.train()
+        torch.manual_seed(1)
+        out = net(x)
+        out.square().sum().backward()
+        outputs.append((out, [p.grad for p in net.parameters()]))
+    (out_a, grads_a), (out_b, grads_b) = outputs
+    torch.testing.assert_close(out_a, out_b)
+    for grad_a, grad_b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(grad_a, grad_b)
