@@ -67,7 +67,7 @@ def test_pooling_before_relu_computes_the_write_ups_block_exactly() -> None:
     reference = DigitCNN((1, 40, 201), time_pooling="max")
     reference.load_state_dict(ours.state_dict())
     for block in list(reference.features)[:3]:
-        conv, norm, pool, relu, drop = block
+        pool, relu = block[2], block[3]
         assert isinstance(pool, nn.MaxPool2d) and isinstance(relu, nn.ReLU)
         block[2], block[3] = relu, pool
     x = torch.randn(6, 1, 40, 201)

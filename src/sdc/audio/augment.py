@@ -151,13 +151,13 @@ def speed_change(
     grid = torch.round(applied * sample_rate)
     new_lengths = torch.ceil(lengths.to(applied.dtype) / applied).long()
     out = waves.new_zeros(waves.shape[0], int(new_lengths.max()))
-    # A loop over the few distinct rates in the batch, not over clips.
+    # A loop over the distinct rates in the batch, not over clips; each group is cut to its own
+    # longest clip, so one long clip in the batch does not make every resampling long.
     for rate in torch.unique(grid).tolist():
         members = torch.nonzero(grid == rate).squeeze(1)
-        if int(rate) == sample_rate:
-            shifted = waves[members]
-        else:
-            shifted = resamplers(waves[members], int(rate), sample_rate)
+        group = waves[members, : int(lengths[members].max())]
+        rate = int(rate)
+        shifted = group if rate == sample_rate else resamplers(group, rate, sample_rate)
         width = min(shifted.shape[1], out.shape[1])
         out[members, :width] = shifted[:, :width]
     mask = torch.arange(out.shape[1], device=out.device) < new_lengths.unsqueeze(1)
@@ -306,10 +306,10 @@ class WaveformAugment:
         vocoder_rate = tempo * speed_factors / applied
         needs_vocoder = (vocoder_rate - 1).abs() > 1e-6
         if needs_vocoder.any():
-            sub = torch.nonzero(needs_vocoder).squeeze(1)
-            trimmed = waves[sub, : int(lengths[sub].max())]
-            out, new_lengths = phase_vocoder_stretch(trimmed, lengths[sub], vocoder_rate[sub])
-            waves, lengths = _scatter_clips(waves, lengths, sub, out, new_lengths)
+            for sub in _similar_lengths(torch.nonzero(needs_vocoder).squeeze(1), lengths):
+                trimmed = waves[sub, : int(lengths[sub].max())]
+                out, new_lengths = phase_vocoder_stretch(trimmed, lengths[sub], vocoder_rate[sub])
+                waves, lengths = _scatter_clips(waves, lengths, sub, out, new_lengths)
 
         reverberant = torch.nonzero(_coin(n, cfg.reverb.p, device)).squeeze(1)
         if len(reverberant):
@@ -360,6 +360,17 @@ def noise_std_for_snr(
     samples = lengths.to(windows.device).clamp(min=1, max=windows.shape[1])
     power = windows.square().sum(dim=1) / samples
     return torch.sqrt(power * torch.pow(10.0, -snr_db / 10))
+
+
+VOCODER_GROUP = 16
+"""Clips per phase-vocoder call. Each call pads its clips to the longest of them; FSDD's longest
+clip is five times its mean, so grouping clips of similar length saves most of the padding."""
+
+
+def _similar_lengths(members: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+    """`members` (indices into the batch) in groups of similar `lengths`, shortest first."""
+    ordered = members[torch.argsort(lengths[members])]
+    return list(torch.split(ordered, VOCODER_GROUP))
 
 
 def _scatter_clips(

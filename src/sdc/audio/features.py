@@ -98,8 +98,10 @@ class MfccFrontend(nn.Module):
         `top_db` floor over the whole batch and a clip's features would depend on its neighbours.
         The result equals `torchaudio.transforms.MFCC` with the same settings (tested).
         """
-        spec = torch.view_as_real(self.spectrogram(windows.unsqueeze(1)))
-        power = spec.square().sum(dim=-1)  # (B, 1, freq, frames)
+        squares = torch.view_as_real(self.spectrogram(windows.unsqueeze(1))).square()
+        # Two slices added, not `.sum(dim=-1)`: a reduction over a last axis of length 2 is
+        # ten times slower on a CPU (90 ms against 9 ms for 256 clips here).
+        power = squares[..., 0] + squares[..., 1]  # (B, 1, freq, frames)
         decibels = self.to_db(self.mel_scale(power))
         if self.kind == "logmel":
             return decibels
