@@ -96,6 +96,7 @@ def test_a_few_epochs_learn_the_toy_digits_and_leave_a_usable_checkpoint(
         ("optim.lr=-1", "optim.lr"),
         ("data.batch_size=0", "data.batch_size"),
         ("data.augment.noise.p=2", "data.augment.noise.p"),
+        ("threads=0", "threads"),
     ],
 )
 def test_invalid_values_fail_before_training_naming_the_key(

@@ -139,7 +139,11 @@ def measure_pipeline(cfg: DictConfig, device_name: str) -> dict[str, Any]:
 
 
 def measure_epoch(cfg: DictConfig, device_name: str) -> dict[str, Any]:
-    """One baseline training epoch, split into augmentation, features and forward/backward."""
+    """One baseline training epoch, split into augmentation, features and forward/backward.
+
+    The fastest of `bench.repeats` epochs (after one warm-up), with that epoch's split, like
+    every other timing here. The model keeps training across them, as it would in a run.
+    """
     device = torch.device(device_name)
     datamodule, module, batches = _setup(cfg, device)
     module.train()
@@ -170,11 +174,17 @@ def measure_epoch(cfg: DictConfig, device_name: str) -> dict[str, Any]:
                 totals["forward_backward_s"] += t3 - t2
 
     epoch(record=False)
-    start = time.perf_counter()
-    epoch(record=True)
-    totals["epoch_s"] = time.perf_counter() - start
-    totals["epoch_clips"] = sum(len(b[2]) for b in batches)
-    return totals
+    best: dict[str, Any] = {}
+    for _ in range(cfg.bench.repeats):
+        for key in totals:
+            totals[key] = 0.0
+        start = time.perf_counter()
+        epoch(record=True)
+        totals["epoch_s"] = time.perf_counter() - start
+        if not best or totals["epoch_s"] < best["epoch_s"]:
+            best = dict(totals)
+    best["epoch_clips"] = sum(len(b[2]) for b in batches)
+    return best
 
 
 def measure_inference(cfg: DictConfig, device_name: str) -> dict[str, Any]:
@@ -337,7 +347,10 @@ def markdown(results: dict[str, Any]) -> str:
         targets = TARGETS_GPU if device == "cuda" else TARGETS_CPU
         lines += [f"### {device}", "", "| figure | value | target | |", "|---|---|---|---|"]
         for key, value in figures.items():
-            shown = f"{value:,.2f}" if isinstance(value, float) else str(value)
+            if key.endswith("_acc") and isinstance(value, float):
+                shown = f"{value:.2%}"
+            else:
+                shown = f"{value:,.2f}" if isinstance(value, float) else str(value)
             target = targets.get(key)
             if target and isinstance(value, (int, float)):
                 op, bound = target

@@ -99,6 +99,13 @@ def validate(cfg: DictConfig) -> None:
     for key, choices in (("features.kind", KINDS), ("features.normalize", NORMALIZATIONS)):
         value = OmegaConf.select(cfg, key, default=choices[0])
         _require(cfg, key, value in choices, f"one of {', '.join(choices)}")
+    threads = cfg.get("threads")
+    _require(
+        cfg,
+        "threads",
+        threads is None or (type(threads) is int and threads >= 1),
+        "null or an integer >= 1",
+    )
     _positive(cfg, "optim.lr")
     wd = OmegaConf.select(cfg, "optim.weight_decay", default=0.0)
     _require(cfg, "optim.weight_decay", isinstance(wd, (int, float)) and wd >= 0, "a number >= 0")

@@ -109,6 +109,8 @@ HPARAMS_METRICS = ("val_acc_best", "test_acc")
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit on train, select on val_acc, test the selected checkpoint once; return metrics."""
     validate(cfg)
+    if cfg.get("threads") is not None:
+        torch.set_num_threads(cfg.threads)
     if cfg.seed is not None:
         pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
