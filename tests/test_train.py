@@ -138,6 +138,8 @@ def test_cli_prints_the_composed_recipe() -> None:
         (("data.batch_size=ten",), "data.batch_size"),
         (("data.batchsize=50",), "batchsize"),
         (("features.n_mfcc=1.5",), "features.n_mfcc"),
+        (("logger=null",), "~group"),
+        (("threads=0",), "threads"),
     ],
 )
 def test_cli_bad_input_is_one_line_naming_it(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -45,6 +46,21 @@ def run_hydra_app(app: Callable[[], Any]) -> None:
             message = f"{message.rstrip('.')}: {_first_line(err.__cause__)}"
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+    except ValueError as err:
+        # Hydra checks some overrides with plain ValueErrors (`logger=null`); those are the
+        # user's input too. A ValueError from anywhere else is a bug and keeps its traceback.
+        if not _raised_in_hydra(err):
+            raise
+        message = _first_line(err)
+        if "NoneType" in message:
+            message += " (to leave out a config group, write ~group, not group=null)"
+        print(f"error: overrides {' '.join(sys.argv[1:])}: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _raised_in_hydra(err: BaseException) -> bool:
+    frames = traceback.extract_tb(err.__traceback__)
+    return bool(frames) and f"{os.sep}hydra{os.sep}" in frames[-1].filename
 
 
 COMMANDS = {
