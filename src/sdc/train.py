@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -122,8 +122,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("fit")
 
     module = build_module(cfg)
-    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
+    if not logger:
+        # Lightning refuses a learning-rate monitor without a logger; with `~logger` there is
+        # nothing to monitor into, so it is left out instead of failing the run.
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     _check_not_relaunched_in_sweep(trainer)
     if cfg.seed is not None and trainer.world_size > 1:
