@@ -80,3 +80,10 @@ def test_results_trains_every_protocol_and_writes_the_table(
     monkeypatch.setattr(sdc.results, "run_sweep", no_training)
     again = results(results_cfg(tiny_fsdd, out))
     assert again["table"]["baseline"]["loso"]["per_speaker"] == row["loso"]["per_speaker"]
+
+    # An edited recipe does not reuse the old trials: they are trained again.
+    edited = results_cfg(tiny_fsdd, out)
+    with open_dict(edited):
+        edited.results.overrides.append("optim.lr=0.01")
+    with pytest.raises(AssertionError, match="reuse must not"):
+        results(edited)

@@ -90,10 +90,28 @@ def _value_of(key: str, text: str) -> Any:
     return parsed.value()
 
 
-def finished_trials(sweeps: Path, key: str, epochs: int) -> dict[str, Trial]:
+RECIPE_KEYS = ("seed", "data", "features", "model", "optim", "scheduler", "spec_augment")
+"""What a trial's numbers depend on; `trainer.max_epochs` and `trainer.precision` too."""
+NOT_RECIPE = ("root", "download", "num_workers")
+"""Keys of `data` that say where and how the clips are read, not what is learned from them."""
+
+
+def recipe(config: DictConfig) -> dict[str, Any]:
+    """The parts of a (saved or composed) run config that decide what the run learns."""
+    picked = {k: OmegaConf.to_container(config, resolve=False).get(k) for k in RECIPE_KEYS}
+    picked["data"] = {k: v for k, v in (picked["data"] or {}).items() if k not in NOT_RECIPE}
+    picked["trainer"] = {
+        k: OmegaConf.select(config, f"trainer.{k}") for k in ("max_epochs", "precision")
+    }
+    return picked
+
+
+def finished_trials(sweeps: Path, key: str, recipes: dict[str, dict]) -> dict[str, Trial]:
     """Finished trials under every attempt of a sweep, by swept value (earliest attempt wins).
 
-    Only trials trained for `epochs` count: a quick table's runs never stand in for a full one's.
+    `recipes` maps each swept value (`_key`) to the recipe it must have been trained with: a
+    trial of an older recipe (an edited experiment file, a quick table's fewer epochs) never
+    stands in for the current one, it is trained again in a new attempt.
     """
     found: dict[str, Trial] = {}
     for metrics_file in sorted(sweeps.glob("**/metrics.json")):
@@ -105,10 +123,10 @@ def finished_trials(sweeps: Path, key: str, epochs: int) -> dict[str, Trial]:
         config = OmegaConf.load(config_file)
         if "test_acc" not in metrics:
             continue
-        if config.trainer.max_epochs != epochs:
-            continue
         value = OmegaConf.select(config, key)
         value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        if recipes.get(_key(value)) != recipe(config):
+            continue
         found.setdefault(_key(value), Trial(value, folder, metrics))
     return found
 
@@ -156,15 +174,20 @@ def collect(cfg: DictConfig) -> dict[str, Any]:
         table[row] = {}
         for protocol in opts.protocols:
             key, values = sweep_plan(row, protocol, overrides, opts.sweep_values.get(protocol))
-            epochs = int(compose_trial(row, protocol, overrides).trainer.max_epochs)
+            recipes = {
+                _key(_value_of(key, v)): recipe(
+                    compose_trial(row, protocol, [*overrides, f"{key}={v}"])
+                )
+                for v in values
+            }
             sweeps = root / "sweeps" / row / protocol
-            done = finished_trials(sweeps, key, epochs) if opts.reuse else {}
+            done = finished_trials(sweeps, key, recipes) if opts.reuse else {}
             missing = [v for v in values if _key(_value_of(key, v)) not in done]
             wall = 0.0
             if missing:
                 attempt = sweeps / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
                 wall = run_sweep(row, protocol, key, missing, attempt, overrides)
-                fresh = finished_trials(attempt, key, epochs)
+                fresh = finished_trials(attempt, key, recipes)
                 done.update({k: t for k, t in fresh.items() if k not in done})
             trials = [done[k] for k in (_key(_value_of(key, v)) for v in values) if k in done]
             if len(trials) < len(values):
