@@ -14,7 +14,7 @@ def test_recipe_shape_is_40_mfccs_by_201_frames() -> None:
     assert frontend(torch.randn(3, 18400) * 0.1).shape == (3, 1, 40, 201)
 
 
-@pytest.mark.parametrize("normalize", ["global", "utterance", "none"])
+@pytest.mark.parametrize("normalize", ["global", "utterance", "speech", "none"])
 def test_features_of_a_clip_do_not_depend_on_its_batch(normalize: str) -> None:
     torch.manual_seed(0)
     frontend = MfccFrontend(normalize=normalize).eval()
@@ -84,3 +84,28 @@ def test_front_end_equals_torchaudio_mfcc() -> None:
     torch.testing.assert_close(
         frontend(windows), reference(windows.unsqueeze(1)), atol=1e-3, rtol=1e-4
     )
+
+
+def test_speech_normalization_ignores_the_padding_and_the_level() -> None:
+    """Per-clip statistics from speech frames only: the same clip gives the same normalized
+    speech frames wherever it sits, however much padding surrounds it and however loud it is."""
+    torch.manual_seed(0)
+    frontend = MfccFrontend(normalize="speech")
+    tone = torch.sin(torch.arange(3000) * 0.3) * torch.hann_window(3000) * 0.3
+    tone = tone + 0.05 * torch.randn(3000)
+    short = torch.zeros(1, 18400)
+    short[0, 9200:12200] = tone
+    loud = short * 8
+    hop = frontend.hop_length
+    speech = slice(9200 // hop + 4, 12200 // hop - 4)
+    a, b = frontend(short)[..., speech], frontend(loud)[..., speech]
+    torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+    # Per-clip CMVN over the whole window is not padding-blind: its speech frames change
+    # when the same clip is fitted into a longer window.
+    wide = MfccFrontend(normalize="speech", clip_seconds=4.0)
+    wide_utterance = MfccFrontend(normalize="utterance", clip_seconds=4.0)
+    longer = torch.zeros(1, 32000)
+    longer[0, 9200:12200] = tone
+    torch.testing.assert_close(wide(longer)[..., speech], a, atol=1e-3, rtol=1e-3)
+    utterance = MfccFrontend(normalize="utterance")(short)[..., speech]
+    assert (wide_utterance(longer)[..., speech] - utterance).abs().max() > 0.1
