@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import onnx
 import pytest
 import soundfile as sf
 import torch
+from omegaconf import DictConfig
 
 from conftest import SAMPLE_RATE, digit_tone
 from sdc.audio.window import fit_to_window
@@ -126,3 +128,20 @@ def test_predict_on_onnx_imports_neither_lightning_nor_hydra(
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
     [answer] = json.loads((tmp_path / "p.json").read_text())
     assert answer["file"] == str(clip) and answer["error"] is None and answer["top"]
+
+
+@pytest.mark.slow
+def test_speech_normalization_exports_to_onnx_with_the_same_logits(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path, tiny_fsdd: Path
+) -> None:
+    """The per-clip statistics (masked means, a max over frames) are part of the graph."""
+    from sdc.train import build_module
+
+    torch.manual_seed(0)
+    model = build_module(make_cfg("features.normalize=speech")).eval()
+    recognizer = Recognizer.load(export_onnx(model, tmp_path / "model.onnx"))
+    windows, _ = dataset_windows(tiny_fsdd, model.window)
+    with torch.no_grad():
+        expected = model(windows).numpy()
+    got = recognizer.backend(windows.numpy())
+    assert np.abs(got - expected).max() < 2e-3

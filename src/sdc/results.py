@@ -98,7 +98,8 @@ NOT_RECIPE = ("root", "download", "num_workers")
 
 def recipe(config: DictConfig) -> dict[str, Any]:
     """The parts of a (saved or composed) run config that decide what the run learns."""
-    picked = {k: OmegaConf.to_container(config, resolve=False).get(k) for k in RECIPE_KEYS}
+    plain = OmegaConf.to_container(config, resolve=False)
+    picked = {k: plain.get(k) for k in RECIPE_KEYS}
     picked["data"] = {k: v for k, v in (picked["data"] or {}).items() if k not in NOT_RECIPE}
     picked["trainer"] = {
         k: OmegaConf.select(config, f"trainer.{k}") for k in ("max_epochs", "precision")
