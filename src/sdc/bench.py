@@ -207,11 +207,7 @@ def measure_inference(cfg: DictConfig, device_name: str) -> dict[str, Any]:
         from sdc.inference import Recognizer
 
         recognizer = Recognizer.from_module(trained)
-        arrays = [data[i : i + batch_size].numpy() for i in range(0, len(data), batch_size)]
-
-        def batched() -> None:
-            for batch in arrays:
-                recognizer.classify(batch).argmax(axis=-1)
+        batched = _classify_in_batches(recognizer, data, batch_size)
 
     else:
 
@@ -232,6 +228,19 @@ def measure_inference(cfg: DictConfig, device_name: str) -> dict[str, Any]:
         result.update(_latency(lambda clip: module(clip).argmax(dim=-1), windows, cfg))
         result.update(_onnx_figures(module, windows, data, cfg))
     return result
+
+
+def _classify_in_batches(
+    recognizer: Any, data: torch.Tensor, batch_size: int
+) -> Callable[[], None]:
+    """Labels for all of `data` through `Recognizer.classify`, `batch_size` windows per call."""
+    arrays = [data[i : i + batch_size].numpy() for i in range(0, len(data), batch_size)]
+
+    def batched() -> None:
+        for batch in arrays:
+            recognizer.classify(batch).argmax(axis=-1)
+
+    return batched
 
 
 def _latency(
@@ -269,14 +278,7 @@ def _onnx_figures(module: Any, windows: torch.Tensor, data: torch.Tensor, cfg: D
         return session.run(None, {name: batch.numpy()})[0].argmax(axis=-1)
 
     out = {f"onnx_{k}": v for k, v in _latency(run, windows, cfg).items()}
-    recognizer = Recognizer.from_onnx(path)
-    batch_size = cfg.bench.inference_batch
-    arrays = [data[i : i + batch_size].numpy() for i in range(0, len(data), batch_size)]
-
-    def batched() -> None:
-        for batch in arrays:
-            recognizer.classify(batch).argmax(axis=-1)
-
+    batched = _classify_in_batches(Recognizer.from_onnx(path), data, cfg.bench.inference_batch)
     batched()
     out["onnx_batched_clips_per_s"] = len(data) / _best_of(cfg.bench.repeats, batched)
     return out
