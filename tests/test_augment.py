@@ -12,6 +12,7 @@ from sdc.audio.augment import (
     AugmentConfig,
     Gain,
     GaussianNoise,
+    Microphone,
     PitchShift,
     RandomPlacement,
     Resamplers,
@@ -19,6 +20,7 @@ from sdc.audio.augment import (
     SpeedPerturb,
     TimeStretch,
     WaveformAugment,
+    microphone_response,
     phase_vocoder_stretch,
     reverberate,
     speed_change,
@@ -151,10 +153,11 @@ def clip_power(wave: torch.Tensor) -> float:
     [
         AugmentConfig(speed=SpeedPerturb(p=1.0)),
         AugmentConfig(reverb=Reverb(p=1.0)),
+        AugmentConfig(microphone=Microphone(p=1.0)),
         AugmentConfig(gain=Gain(p=1.0, db=(3.0, 6.0))),
         AugmentConfig(noise=GaussianNoise(p=1.0, snr_db=(0.0, 20.0))),
     ],
-    ids=["speed", "reverb", "gain", "snr-noise"],
+    ids=["speed", "reverb", "microphone", "gain", "snr-noise"],
 )
 def test_new_steps_change_the_clips_and_keep_the_shape(config: AugmentConfig) -> None:
     waves, lengths = batch_of_clips()
@@ -232,3 +235,61 @@ def test_reverb_tail_never_pushes_the_clip_out_of_the_window() -> None:
     # The tail fills only the 100 samples left: the clip's onset is still at the window's start.
     assert out.shape == (1, 4000)
     assert float(out[0, :50].abs().max()) > 0.05
+
+
+def test_microphone_response_shapes_the_spectrum() -> None:
+    freqs = torch.tensor([125.0, 250.0, 1000.0, 4000.0])
+    none = torch.zeros(1, 0)
+
+    def response(tilt: float, cut: float, peaks: tuple[list[float], list[float]] = ([], [])):
+        hz, db = peaks
+        return microphone_response(
+            freqs,
+            torch.tensor([tilt]),
+            torch.tensor([cut]),
+            torch.tensor([hz]) if hz else none,
+            torch.tensor([db]) if db else none,
+            torch.full((1, len(hz)), 0.5) if hz else none,
+        )[0]
+
+    flat = response(0.0, 1.0)
+    assert flat.abs().max() < 1e-3
+    tilted = response(3.0, 1.0)
+    assert tilted.tolist() == pytest.approx([-9.0, -6.0, 0.0, 6.0], abs=1e-3)
+    cut = response(0.0, 250.0)
+    assert cut[1] == pytest.approx(-3.0, abs=0.02)  # a high-pass is 3 dB down at its corner
+    assert cut[0] == pytest.approx(-12.3, abs=0.1)  # and falls 12 dB an octave below it
+    assert cut[3] > -1e-3
+    bell = response(0.0, 1.0, ([1000.0], [6.0]))
+    assert bell[2] == pytest.approx(6.0, abs=1e-3)
+    assert bell[3] < 0.01  # two octaves away, four standard deviations
+
+
+def test_microphone_colours_a_clip_and_keeps_its_power() -> None:
+    low, high = tone(250.0, 0.5), tone(2000.0, 0.5)
+    wave = torch.zeros(1, 5000)
+    wave[0, :4000] = low + high
+    config = AugmentConfig(
+        microphone=Microphone(p=1.0, tilt_db=(3.0, 3.0), bass_cut_hz=(1.0, 1.0), peaks=0)
+    )
+    out = WaveformAugment(config, SR, window=5000)(wave, torch.tensor([4000]))
+    clip = out[0, 500:4500]  # centred in the window
+    spectrum = torch.fft.rfft(clip.double()).abs()
+    bin_of = {f: round(f * len(clip) / SR) for f in (250.0, 2000.0)}
+    ratio_db = 20 * math.log10(float(spectrum[bin_of[2000.0]] / spectrum[bin_of[250.0]]))
+    assert ratio_db == pytest.approx(9.0, abs=0.3)  # three octaves of +3 dB per octave
+    assert clip_power(clip) == pytest.approx(clip_power(wave[0, :4000]), rel=1e-4)
+    assert float(out[0, :500].abs().max()) == 0.0  # padding stays silent
+
+
+def test_microphone_is_drawn_per_clip() -> None:
+    torch.manual_seed(0)
+    waves = torch.randn(1, 3000).repeat(4, 1) * 0.1  # one broadband clip, four times
+    lengths = torch.full((4,), 3000)
+    config = AugmentConfig(microphone=Microphone(p=1.0))
+    out = WaveformAugment(config, SR, window=3000)(waves, lengths)
+    assert torch.isfinite(out).all()
+    # Each clip's response in dB, in 30 bands of 50 bins: no two clips share one.
+    gain = torch.fft.rfft(out)[:, :1500].abs() / torch.fft.rfft(waves)[:, :1500].abs()
+    bands_db = 20 * torch.log10(gain.reshape(4, 30, 50).mean(dim=2))
+    assert all((bands_db[i] - bands_db[j]).abs().max() > 2.0 for i in range(4) for j in range(i))

@@ -11,9 +11,10 @@ kernel every call). Here a whole batch is augmented with a handful of tensor ops
 2. tempo: one batched phase vocoder with a rate per clip undoes the duration change of the pitch
    shift (not of the speed perturbation, which keeps it) and applies the random time stretch;
 3. reverb: FFT convolution with a synthetic room impulse response (exponentially decaying noise);
-4. gain: a random loudness in dB;
-5. placement: each clip lands at a random position of the fixed window (see `window.py`);
-6. noise: Gaussian noise over the whole window, padding included, at an absolute level or at a
+4. microphone: a random smooth frequency response (tilt, bass cut, resonances) by one batched FFT;
+5. gain: a random loudness in dB;
+6. placement: each clip lands at a random position of the fixed window (see `window.py`);
+7. noise: Gaussian noise over the whole window, padding included, at an absolute level or at a
    signal-to-noise ratio relative to the clip.
 
 Each step has its own probability; a clip the dice skip passes through that step untouched.
@@ -68,6 +69,29 @@ class Reverb:
 
 
 @dataclass
+class Microphone:
+    """A random frequency response: the colouring of another microphone, preamp or codec.
+
+    FSDD's speakers each used their own microphone, and that, more than the voice, is what a
+    model trained on five of them fails on with the sixth (docs/accuracy.md). Each clip gets a
+    smooth response made of a tilt, a bass cut and a few resonances or dips; the clip's power is
+    kept, so loudness stays the `gain` step's job.
+    """
+
+    p: float = 0.0
+    tilt_db: tuple[float, float] = (-3.0, 3.0)
+    """Spectral tilt in dB per octave around 1 kHz: bright (> 0) or dull (< 0) microphones."""
+    bass_cut_hz: tuple[float, float] = (20.0, 300.0)
+    """Corner of a 12 dB/octave high-pass, log-uniform: small capsules and phones lose bass."""
+    peaks: int = 3
+    """Bell-shaped resonances (or dips) per clip, each at a log-uniform centre frequency."""
+    peak_db: tuple[float, float] = (-8.0, 8.0)
+    """Gain of each resonance at its centre, uniform in dB."""
+    peak_octaves: tuple[float, float] = (0.3, 1.0)
+    """Width of each resonance (the bell's standard deviation, in octaves), uniform."""
+
+
+@dataclass
 class Gain:
     p: float = 0.0
     db: tuple[float, float] = (-12.0, 6.0)
@@ -96,13 +120,22 @@ class AugmentConfig:
     speed: SpeedPerturb = field(default_factory=SpeedPerturb)
     time_stretch: TimeStretch = field(default_factory=TimeStretch)
     reverb: Reverb = field(default_factory=Reverb)
+    microphone: Microphone = field(default_factory=Microphone)
     gain: Gain = field(default_factory=Gain)
     placement: RandomPlacement = field(default_factory=RandomPlacement)
     noise: GaussianNoise = field(default_factory=GaussianNoise)
 
 
-def _uniform(n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
-    return torch.rand(n, device=device) * (high - low) + low
+def _uniform(
+    size: int | tuple[int, ...], low: float, high: float, device: torch.device
+) -> torch.Tensor:
+    return torch.rand(size, device=device) * (high - low) + low
+
+
+def _log_uniform(
+    size: int | tuple[int, ...], low: float, high: float, device: torch.device
+) -> torch.Tensor:
+    return torch.exp(_uniform(size, math.log(low), math.log(high), device))
 
 
 def _coin(n: int, p: float, device: torch.device) -> torch.Tensor:
@@ -254,8 +287,52 @@ def reverberate(
     return out * mask, new_lengths
 
 
+MIN_RESPONSE_HZ = 20.0
+"""Below this, `microphone_response` holds its value: log-frequency curves diverge at 0 Hz."""
+
+
+def microphone_response(
+    freqs: torch.Tensor,
+    tilt_db: torch.Tensor,
+    bass_cut_hz: torch.Tensor,
+    peak_hz: torch.Tensor,
+    peak_db: torch.Tensor,
+    peak_octaves: torch.Tensor,
+) -> torch.Tensor:
+    """Magnitude responses in dB (B, F) at `freqs` (F,) Hz, one per clip.
+
+    A tilt of `tilt_db[b]` dB per octave around 1 kHz, a second-order (12 dB/octave) high-pass
+    at `bass_cut_hz[b]`, and Gaussian bells in log-frequency (`peak_*`: (B, peaks)).
+    """
+    f = freqs.clamp(min=MIN_RESPONSE_HZ).unsqueeze(0)  # (1, F)
+    octaves = torch.log2(f / 1000.0)
+    response = tilt_db.unsqueeze(1) * octaves
+    response = response - 10 * torch.log10(1 + (bass_cut_hz.unsqueeze(1) / f) ** 4)
+    distance = torch.log2(f.unsqueeze(1) / peak_hz.unsqueeze(2)) / peak_octaves.unsqueeze(2)
+    bells = peak_db.unsqueeze(2) * torch.exp(-0.5 * distance.square())  # (B, peaks, F)
+    return response + bells.sum(dim=1)
+
+
+def colour(
+    waves: torch.Tensor, lengths: torch.Tensor, response_db: torch.Tensor, n_fft: int
+) -> torch.Tensor:
+    """Filter each clip by its zero-phase `response_db` (B, n_fft // 2 + 1), keeping its power.
+
+    `n_fft` should exceed the clips' width by the filter's length (a few hundred samples for
+    these smooth responses), so that the circular convolution does not wrap the end round.
+    """
+    spectrum = torch.fft.rfft(waves, n_fft) * torch.pow(10.0, response_db / 20).to(waves.dtype)
+    out = torch.fft.irfft(spectrum, n_fft)[:, : waves.shape[1]]
+    mask = torch.arange(out.shape[1], device=out.device) < lengths.unsqueeze(1)
+    out = out * mask
+    before = waves.square().sum(dim=1, keepdim=True)
+    after = out.square().sum(dim=1, keepdim=True).clamp(min=1e-20)
+    return out * torch.sqrt(before / after)
+
+
 class WaveformAugment:
-    """The training-time chain: pitch and speed, tempo, reverb, gain, placement, noise.
+    """The training-time chain: pitch and speed, tempo, reverb, microphone, gain, placement,
+    noise.
 
     Not an `nn.Module`: it holds no learned state and is never saved in a checkpoint, so a
     trained model carries no trace of how it was augmented.
@@ -324,6 +401,12 @@ class WaveformAugment:
             )
             waves, lengths = _scatter_clips(waves, lengths, reverberant, out, new_lengths)
 
+        coloured = torch.nonzero(_coin(n, cfg.microphone.p, device)).squeeze(1)
+        if len(coloured):
+            trimmed = waves[coloured, : int(lengths[coloured].max())]
+            waves = waves.clone()
+            waves[coloured, : trimmed.shape[1]] = self._microphone(trimmed, lengths[coloured])
+
         louder = _coin(n, cfg.gain.p, device)
         if louder.any():
             gain_db = _uniform(n, *cfg.gain.db, device) * louder
@@ -342,11 +425,32 @@ class WaveformAugment:
                 snr = _uniform(len(noisy), *cfg.noise.snr_db, device)
                 std = noise_std_for_snr(windows[noisy], lengths[noisy], snr)
             else:
-                low, high = (math.log(s) for s in cfg.noise.std)
-                std = torch.exp(_uniform(len(noisy), low, high, device))
+                std = _log_uniform(len(noisy), *cfg.noise.std, device)
             noise = torch.randn(len(noisy), self.window, device=device, dtype=windows.dtype)
             windows[noisy] += noise * std.unsqueeze(1).to(windows.dtype)
         return windows
+
+    def _microphone(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        cfg, device, m = self.config.microphone, waves.device, waves.shape[0]
+        n_fft = 1 << (waves.shape[1] + MICROPHONE_MARGIN - 1).bit_length()
+        freqs = torch.fft.rfftfreq(n_fft, 1 / self.sample_rate, device=device)
+        peaks = (m, cfg.peaks)
+        response = microphone_response(
+            freqs,
+            tilt_db=_uniform(m, *cfg.tilt_db, device),
+            bass_cut_hz=_log_uniform(m, *cfg.bass_cut_hz, device),
+            peak_hz=_log_uniform(peaks, PEAK_LOWEST_HZ, self.sample_rate / 2, device),
+            peak_db=_uniform(peaks, *cfg.peak_db, device),
+            peak_octaves=_uniform(peaks, *cfg.peak_octaves, device),
+        )
+        return colour(waves, lengths, response, n_fft)
+
+
+PEAK_LOWEST_HZ = 100.0
+"""Resonances are centred between this and the Nyquist frequency (log-uniform)."""
+MICROPHONE_MARGIN = 512
+"""Zeros after each clip before the microphone's FFT filter: its smooth responses ring for far
+less than this, so nothing wraps from a clip's end onto its start."""
 
 
 def noise_std_for_snr(
