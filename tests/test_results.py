@@ -9,11 +9,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 import sdc.results
 from sdc.config import config_dir
-from sdc.results import results
+from sdc.results import recipe, results
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +87,20 @@ def test_results_trains_every_protocol_and_writes_the_table(
         edited.results.overrides.append("optim.lr=0.01")
     with pytest.raises(AssertionError, match="reuse must not"):
         results(edited)
+
+
+def test_a_step_that_is_off_matches_a_recipe_saved_before_it_existed() -> None:
+    old = OmegaConf.create(
+        {"seed": 1, "data": {"augment": {"noise": {"p": 0.5}}}, "trainer": {"max_epochs": 3}}
+    )
+    new = OmegaConf.merge(
+        old,
+        {
+            "data": {"augment": {"microphone": {"p": 0.0, "peaks": 3}}},
+            "vtlp": {"p": 0.0, "factor": [0.9, 1.1]},
+        },
+    )
+    assert recipe(new) == recipe(old)
+    on = OmegaConf.merge(new, {"vtlp": {"p": 0.5}})
+    assert recipe(on) != recipe(old)
+    assert recipe(OmegaConf.merge(old, {"data": {"augment": {"noise": {"p": 0.0}}}})) != recipe(old)

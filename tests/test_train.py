@@ -97,6 +97,8 @@ def test_a_few_epochs_learn_the_toy_digits_and_leave_a_usable_checkpoint(
         ("data.batch_size=0", "data.batch_size"),
         ("data.augment.noise.p=2", "data.augment.noise.p"),
         ("threads=0", "threads"),
+        ("data.augment.microphone.tilt_db=[3,-3]", "data.augment.microphone.tilt_db"),
+        ("data.augment.microphone.peaks=-1", "data.augment.microphone.peaks"),
     ],
 )
 def test_invalid_values_fail_before_training_naming_the_key(

@@ -109,7 +109,16 @@ def validate(cfg: DictConfig) -> None:
     _positive(cfg, "optim.lr")
     wd = OmegaConf.select(cfg, "optim.weight_decay", default=0.0)
     _require(cfg, "optim.weight_decay", isinstance(wd, (int, float)) and wd >= 0, "a number >= 0")
-    steps = ("pitch_shift", "speed", "time_stretch", "reverb", "gain", "placement", "noise")
+    steps = (
+        "pitch_shift",
+        "speed",
+        "time_stretch",
+        "reverb",
+        "microphone",
+        "gain",
+        "placement",
+        "noise",
+    )
     for step in steps:
         _probability(cfg, f"data.augment.{step}.p")
     _range(cfg, "data.augment.pitch_shift.semitones", -12, 12)
@@ -117,6 +126,17 @@ def validate(cfg: DictConfig) -> None:
     _range(cfg, "data.augment.time_stretch.rate", 0.25, 4.0)
     _range(cfg, "data.augment.reverb.rt60", 0.01, 2.0)
     _range(cfg, "data.augment.reverb.drr_db", -20, 40)
+    _range(cfg, "data.augment.microphone.tilt_db", -12, 12)
+    _range(cfg, "data.augment.microphone.bass_cut_hz", 1, 4000)
+    _range(cfg, "data.augment.microphone.peak_db", -30, 30)
+    _range(cfg, "data.augment.microphone.peak_octaves", 0.05, 4)
+    peaks = OmegaConf.select(cfg, "data.augment.microphone.peaks", default=0)
+    _require(
+        cfg,
+        "data.augment.microphone.peaks",
+        type(peaks) is int and peaks >= 0,
+        "an integer >= 0",
+    )
     _range(cfg, "data.augment.gain.db", -60, 20)
     _range(cfg, "data.augment.noise.std", 1e-6, 1.0)
     if OmegaConf.select(cfg, "data.augment.noise.snr_db") is not None:
@@ -128,6 +148,9 @@ def validate(cfg: DictConfig) -> None:
             value = OmegaConf.select(cfg, f"spec_augment.{key}")
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
             _require(cfg, f"spec_augment.{key}", ok, "an integer >= 0")
+    if cfg.get("vtlp") is not None:
+        _probability(cfg, "vtlp.p")
+        _range(cfg, "vtlp.factor", 0.5, 2.0)
     _require(
         cfg,
         "trainer.max_epochs",

@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from sdc import LABELS
 from sdc.audio.spec_augment import SpecAugmentConfig, spec_augment
+from sdc.audio.vtlp import VtlpConfig, draw_factors
 from sdc.models.fusion import fuse_conv_bn
 
 
@@ -32,12 +33,14 @@ class DigitClassifier(pl.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         labels: Sequence[str] = LABELS,
         spec_augment: Mapping[str, Any] | None = None,
+        vtlp: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.labels = list(labels)
         # Plain data with a default, so checkpoints saved before SpecAugment existed still load.
         self.spec_augment = SpecAugmentConfig(**(spec_augment or {}))
+        self.vtlp = VtlpConfig(**(vtlp or {}))
         self.frontend = instantiate(frontend)
         self.net = instantiate(
             net, input_shape=self.frontend.output_shape, n_classes=len(self.labels)
@@ -77,8 +80,9 @@ class DigitClassifier(pl.LightningModule):
         return self.net(features)
 
     def training_logits(self, windows: torch.Tensor) -> torch.Tensor:
-        """Like `forward`, with SpecAugment's masks between the front end and the network."""
-        features = self.frontend(windows)
+        """Like `forward`, with the training-only feature augmentations: VTLP's warp of each
+        clip's spectrum inside the front end, then SpecAugment's masks on its output."""
+        features = self.frontend(windows, warp=draw_factors(len(windows), self.vtlp, self.device))
         if self.spec_augment.p > 0:
             features = spec_augment(features, self.spec_augment)
         return self.net(features.contiguous(memory_format=self.memory_format))

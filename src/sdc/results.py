@@ -90,15 +90,39 @@ def _value_of(key: str, text: str) -> Any:
     return parsed.value()
 
 
-RECIPE_KEYS = ("seed", "data", "features", "model", "optim", "scheduler", "spec_augment")
+RECIPE_KEYS = (
+    "seed",
+    "data",
+    "features",
+    "model",
+    "optim",
+    "scheduler",
+    "spec_augment",
+    "vtlp",
+)
 """What a trial's numbers depend on; `trainer.max_epochs` and `trainer.precision` too."""
 NOT_RECIPE = ("root", "download", "num_workers")
 """Keys of `data` that say where and how the clips are read, not what is learned from them."""
 
 
+def _without_disabled(node: Any) -> Any:
+    """`node` without the augmentation steps that are off (`p: 0`).
+
+    A step that is off draws no random numbers and changes nothing, so a trial saved before a
+    step existed and one saved with the step off learned the same thing: both compare equal.
+    """
+    if not isinstance(node, dict):
+        return node
+    return {
+        k: _without_disabled(v)
+        for k, v in node.items()
+        if not (isinstance(v, dict) and v.get("p") == 0)
+    }
+
+
 def recipe(config: DictConfig) -> dict[str, Any]:
     """The parts of a (saved or composed) run config that decide what the run learns."""
-    plain = OmegaConf.to_container(config, resolve=False)
+    plain = _without_disabled(OmegaConf.to_container(config, resolve=False))
     picked = {k: plain.get(k) for k in RECIPE_KEYS}
     picked["data"] = {k: v for k, v in (picked["data"] or {}).items() if k not in NOT_RECIPE}
     picked["trainer"] = {

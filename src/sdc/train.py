@@ -54,6 +54,7 @@ def build_module(cfg: DictConfig) -> DigitClassifier:
         scheduler=_plain(cfg.get("scheduler")),
         labels=LABELS,
         spec_augment=_plain(cfg.get("spec_augment")),
+        vtlp=_plain(cfg.get("vtlp")),
     )
 
 

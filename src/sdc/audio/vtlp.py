@@ -1,0 +1,59 @@
+"""Vocal tract length perturbation (VTLP): the spectrum's frequency axis warped per clip.
+
+A shorter vocal tract moves every formant up by the same factor, whatever the pitch. The
+waveform pitch shift (resampling) moves formants and pitch together; real voices differ in
+both independently, and FSDD's six men cover few of those combinations. VTLP (Jaitly and
+Hinton, 2013) warps the power spectrum inside the front end, between the STFT and the mel
+filters, so formants move and the harmonics' spacing goes with them but the clip's timing
+does not change. Training only, like SpecAugment: it holds no state and is never exported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class VtlpConfig:
+    p: float = 0.0
+    """Probability that a clip's spectrum is warped."""
+    factor: tuple[float, float] = (0.9, 1.1)
+    """Warp factor, uniform: > 1 moves formants up (a shorter vocal tract)."""
+
+
+BOUNDARY = 0.8
+"""Jaitly and Hinton's piecewise-linear warp: linear by the factor below this fraction of the
+Nyquist frequency (scaled so it stays in range), then a straight line that keeps the Nyquist
+frequency in place, so no band is pushed out of the spectrum or left empty."""
+
+
+def draw_factors(n: int, config: VtlpConfig, device: torch.device) -> torch.Tensor | None:
+    """A warp factor per clip (1 for clips the dice skip), or None when VTLP is off."""
+    if config.p <= 0:
+        return None
+    low, high = config.factor
+    factors = torch.rand(n, device=device) * (high - low) + low
+    return torch.where(torch.rand(n, device=device) < config.p, factors, torch.ones_like(factors))
+
+
+def warp_spectrum(power: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Warp the frequency axis (-2) of a power spectrum (B, ..., freq, frames) per clip.
+
+    Output bin u takes its value from input position s(u) (fractions of the Nyquist
+    frequency), the inverse of the warp w(s) = factor * s below the boundary, by linear
+    interpolation between the two neighbouring bins.
+    """
+    bins = power.shape[-2]
+    u = torch.linspace(0.0, 1.0, bins, device=power.device, dtype=power.dtype).unsqueeze(0)
+    alpha = factors.to(power.dtype).unsqueeze(1)  # (B, 1)
+    knee = BOUNDARY * torch.clamp(alpha, max=1.0) / alpha  # s0: where the line bends
+    below = u / alpha
+    above = knee + (u - alpha * knee) * (1 - knee) / (1 - alpha * knee)
+    source = torch.where(u <= alpha * knee, below, above).clamp(0.0, 1.0) * (bins - 1)
+    lower = source.floor().long().clamp(max=bins - 2)
+    weight = (source - lower).view(len(factors), *([1] * (power.dim() - 3)), bins, 1)
+    shape = (len(factors), *([1] * (power.dim() - 3)), bins, 1)
+    lower = lower.view(shape).expand_as(power)
+    return (1 - weight) * power.gather(-2, lower) + weight * power.gather(-2, lower + 1)
