@@ -1,11 +1,12 @@
 """Vocal tract length perturbation (VTLP): the spectrum's frequency axis warped per clip.
 
-A shorter vocal tract moves every formant up by the same factor, whatever the pitch. The
-waveform pitch shift (resampling) moves formants and pitch together; real voices differ in
-both independently, and FSDD's six men cover few of those combinations. VTLP (Jaitly and
-Hinton, 2013) warps the power spectrum inside the front end, between the STFT and the mel
-filters, so formants move and the harmonics' spacing goes with them but the clip's timing
-does not change. Training only, like SpecAugment: it holds no state and is never exported.
+A shorter vocal tract moves every formant up by about the same factor. VTLP (Jaitly and
+Hinton, 2013) imitates that by warping each training clip's power spectrum inside the front
+end, between the STFT and the mel filters. Harmonics move with the formants, so it is the same
+kind of change as the waveform pitch shift (resampling), which it complements rather than
+replaces: it is nearly free (no resampling, no phase vocoder and its artefacts) and can be
+drawn on top of a pitch-shifted clip, widening the range of vocal tracts seen. Training only,
+like SpecAugment: it holds no state and is never exported.
 """
 
 from __future__ import annotations
