@@ -241,12 +241,18 @@ def test_microphone_response_shapes_the_spectrum() -> None:
     freqs = torch.tensor([125.0, 250.0, 1000.0, 4000.0])
     none = torch.zeros(1, 0)
 
-    def response(tilt: float, cut: float, peaks: tuple[list[float], list[float]] = ([], [])):
+    def response(
+        tilt: float,
+        cut: float,
+        peaks: tuple[list[float], list[float]] = ([], []),
+        treble_cut: float = 1e6,
+    ) -> torch.Tensor:
         hz, db = peaks
         return microphone_response(
             freqs,
             torch.tensor([tilt]),
             torch.tensor([cut]),
+            torch.tensor([treble_cut]),
             torch.tensor([hz]) if hz else none,
             torch.tensor([db]) if db else none,
             torch.full((1, len(hz)), 0.5) if hz else none,
@@ -260,6 +266,9 @@ def test_microphone_response_shapes_the_spectrum() -> None:
     assert cut[1] == pytest.approx(-3.0, abs=0.02)  # a high-pass is 3 dB down at its corner
     assert cut[0] == pytest.approx(-12.3, abs=0.1)  # and falls 12 dB an octave below it
     assert cut[3] > -1e-3
+    dull = response(0.0, 1.0, treble_cut=2000.0)
+    assert dull[3] == pytest.approx(-24.1, abs=0.1)  # 24 dB an octave above the corner
+    assert dull[1] > -1e-3
     bell = response(0.0, 1.0, ([1000.0], [6.0]))
     assert bell[2] == pytest.approx(6.0, abs=1e-3)
     assert bell[3] < 0.01  # two octaves away, four standard deviations
@@ -270,7 +279,13 @@ def test_microphone_colours_a_clip_and_keeps_its_power() -> None:
     wave = torch.zeros(1, 5000)
     wave[0, :4000] = low + high
     config = AugmentConfig(
-        microphone=Microphone(p=1.0, tilt_db=(3.0, 3.0), bass_cut_hz=(1.0, 1.0), peaks=0)
+        microphone=Microphone(
+            p=1.0,
+            tilt_db=(3.0, 3.0),
+            bass_cut_hz=(1.0, 1.0),
+            treble_cut_hz=(1e6, 1e6),
+            peaks=0,
+        )
     )
     out = WaveformAugment(config, SR, window=5000)(wave, torch.tensor([4000]))
     clip = out[0, 500:4500]  # centred in the window

@@ -128,6 +128,7 @@ def validate(cfg: DictConfig) -> None:
     _range(cfg, "data.augment.reverb.drr_db", -20, 40)
     _range(cfg, "data.augment.microphone.tilt_db", -12, 12)
     _range(cfg, "data.augment.microphone.bass_cut_hz", 1, 4000)
+    _range(cfg, "data.augment.microphone.treble_cut_hz", 100, 100_000)
     _range(cfg, "data.augment.microphone.peak_db", -30, 30)
     _range(cfg, "data.augment.microphone.peak_octaves", 0.05, 4)
     peaks = OmegaConf.select(cfg, "data.augment.microphone.peaks", default=0)

@@ -83,6 +83,11 @@ class Microphone:
     """Spectral tilt in dB per octave around 1 kHz: bright (> 0) or dull (< 0) microphones."""
     bass_cut_hz: tuple[float, float] = (20.0, 300.0)
     """Corner of a 12 dB/octave high-pass, log-uniform: small capsules and phones lose bass."""
+    treble_cut_hz: tuple[float, float] = (2500.0, 8000.0)
+    """Corner of a 24 dB/octave low-pass, log-uniform: band-limited microphones, codecs and
+    recordings made at a lower rate (FSDD's own differ: one speaker's fall off above 3.5 kHz,
+    another's are 10 dB duller from 1 kHz up). Corners above the Nyquist frequency only tilt
+    the top band a little."""
     peaks: int = 3
     """Bell-shaped resonances (or dips) per clip, each at a log-uniform centre frequency."""
     peak_db: tuple[float, float] = (-8.0, 8.0)
@@ -295,6 +300,7 @@ def microphone_response(
     freqs: torch.Tensor,
     tilt_db: torch.Tensor,
     bass_cut_hz: torch.Tensor,
+    treble_cut_hz: torch.Tensor,
     peak_hz: torch.Tensor,
     peak_db: torch.Tensor,
     peak_octaves: torch.Tensor,
@@ -302,12 +308,14 @@ def microphone_response(
     """Magnitude responses in dB (B, F) at `freqs` (F,) Hz, one per clip.
 
     A tilt of `tilt_db[b]` dB per octave around 1 kHz, a second-order (12 dB/octave) high-pass
-    at `bass_cut_hz[b]`, and Gaussian bells in log-frequency (`peak_*`: (B, peaks)).
+    at `bass_cut_hz[b]`, a fourth-order (24 dB/octave) low-pass at `treble_cut_hz[b]` (both
+    Butterworth magnitudes), and Gaussian bells in log-frequency (`peak_*`: (B, peaks)).
     """
     f = freqs.clamp(min=MIN_RESPONSE_HZ).unsqueeze(0)  # (1, F)
     octaves = torch.log2(f / 1000.0)
     response = tilt_db.unsqueeze(1) * octaves
     response = response - 10 * torch.log10(1 + (bass_cut_hz.unsqueeze(1) / f) ** 4)
+    response = response - 10 * torch.log10(1 + (f / treble_cut_hz.unsqueeze(1)) ** 8)
     distance = torch.log2(f.unsqueeze(1) / peak_hz.unsqueeze(2)) / peak_octaves.unsqueeze(2)
     bells = peak_db.unsqueeze(2) * torch.exp(-0.5 * distance.square())  # (B, peaks, F)
     return response + bells.sum(dim=1)
@@ -439,6 +447,7 @@ class WaveformAugment:
             freqs,
             tilt_db=_uniform(m, *cfg.tilt_db, device),
             bass_cut_hz=_log_uniform(m, *cfg.bass_cut_hz, device),
+            treble_cut_hz=_log_uniform(m, *cfg.treble_cut_hz, device),
             peak_hz=_log_uniform(peaks, PEAK_LOWEST_HZ, self.sample_rate / 2, device),
             peak_db=_uniform(peaks, *cfg.peak_db, device),
             peak_octaves=_uniform(peaks, *cfg.peak_octaves, device),
