@@ -11,7 +11,8 @@ kernel every call). Here a whole batch is augmented with a handful of tensor ops
 2. tempo: one batched phase vocoder with a rate per clip undoes the duration change of the pitch
    shift (not of the speed perturbation, which keeps it) and applies the random time stretch;
 3. reverb: FFT convolution with a synthetic room impulse response (exponentially decaying noise);
-4. microphone: a random smooth frequency response (tilt, bass cut, resonances) by one batched FFT;
+4. microphone: a random smooth frequency response (tilt, bass and treble cuts, resonances) by
+   one batched FFT;
 5. gain: a random loudness in dB;
 6. placement: each clip lands at a random position of the fixed window (see `window.py`);
 7. noise: Gaussian noise over the whole window, padding included, at an absolute level or at a
@@ -74,8 +75,8 @@ class Microphone:
 
     FSDD's speakers each used their own microphone, and that, more than the voice, is what a
     model trained on five of them fails on with the sixth (docs/accuracy.md). Each clip gets a
-    smooth response made of a tilt, a bass cut and a few resonances or dips; the clip's power is
-    kept, so loudness stays the `gain` step's job.
+    smooth response made of a tilt, a bass cut, a treble cut and a few resonances or dips; the
+    clip's power is kept, so loudness stays the `gain` step's job.
     """
 
     p: float = 0.0
