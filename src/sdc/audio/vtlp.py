@@ -54,7 +54,8 @@ def warp_spectrum(power: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     above = knee + (u - alpha * knee) * (1 - knee) / (1 - alpha * knee)
     source = torch.where(u <= alpha * knee, below, above).clamp(0.0, 1.0) * (bins - 1)
     lower = source.floor().long().clamp(max=bins - 2)
-    weight = (source - lower).view(len(factors), *([1] * (power.dim() - 3)), bins, 1)
+    # (B, 1, ..., freq, 1): one source position per clip and bin, the same in every frame.
     shape = (len(factors), *([1] * (power.dim() - 3)), bins, 1)
+    weight = (source - lower).view(shape)
     lower = lower.view(shape).expand_as(power)
     return (1 - weight) * power.gather(-2, lower) + weight * power.gather(-2, lower + 1)
