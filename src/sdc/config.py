@@ -57,6 +57,12 @@ def _probability(cfg: DictConfig, key: str) -> None:
     _require(cfg, key, ok, "a probability in [0, 1]")
 
 
+def _count(cfg: DictConfig, key: str) -> None:
+    value = OmegaConf.select(cfg, key)
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    _require(cfg, key, ok, "an integer >= 0")
+
+
 def _range(cfg: DictConfig, key: str, low: float, high: float) -> None:
     value = OmegaConf.select(cfg, key)
     ok = (
@@ -131,13 +137,7 @@ def validate(cfg: DictConfig) -> None:
     _range(cfg, "data.augment.microphone.treble_cut_hz", 100, 100_000)
     _range(cfg, "data.augment.microphone.peak_db", -30, 30)
     _range(cfg, "data.augment.microphone.peak_octaves", 0.05, 4)
-    peaks = OmegaConf.select(cfg, "data.augment.microphone.peaks", default=0)
-    _require(
-        cfg,
-        "data.augment.microphone.peaks",
-        type(peaks) is int and peaks >= 0,
-        "an integer >= 0",
-    )
+    _count(cfg, "data.augment.microphone.peaks")
     _range(cfg, "data.augment.gain.db", -60, 20)
     _range(cfg, "data.augment.noise.std", 1e-6, 1.0)
     if OmegaConf.select(cfg, "data.augment.noise.snr_db") is not None:
@@ -146,9 +146,7 @@ def validate(cfg: DictConfig) -> None:
     if spec is not None:
         _probability(cfg, "spec_augment.p")
         for key in ("freq_masks", "freq_width", "time_masks", "time_width"):
-            value = OmegaConf.select(cfg, f"spec_augment.{key}")
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-            _require(cfg, f"spec_augment.{key}", ok, "an integer >= 0")
+            _count(cfg, f"spec_augment.{key}")
     if cfg.get("vtlp") is not None:
         _probability(cfg, "vtlp.p")
         _range(cfg, "vtlp.factor", 0.5, 2.0)

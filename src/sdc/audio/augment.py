@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 import torchaudio
 
+from sdc.audio.dice import coin, log_uniform, uniform
 from sdc.audio.window import fit_to_window
 
 RATE_GRID_HZ = 50
@@ -130,26 +131,6 @@ class AugmentConfig:
     gain: Gain = field(default_factory=Gain)
     placement: RandomPlacement = field(default_factory=RandomPlacement)
     noise: GaussianNoise = field(default_factory=GaussianNoise)
-
-
-def _uniform(
-    size: int | tuple[int, ...], low: float, high: float, device: torch.device
-) -> torch.Tensor:
-    return torch.rand(size, device=device) * (high - low) + low
-
-
-def _log_uniform(
-    size: int | tuple[int, ...], low: float, high: float, device: torch.device
-) -> torch.Tensor:
-    return torch.exp(_uniform(size, math.log(low), math.log(high), device))
-
-
-def _coin(n: int, p: float, device: torch.device) -> torch.Tensor:
-    # A step that is off draws no random numbers, so adding a step leaves the random stream,
-    # and thus the runs, of recipes that do not use it unchanged.
-    if p <= 0:
-        return torch.zeros(n, dtype=torch.bool, device=device)
-    return torch.rand(n, device=device) < p
 
 
 class Resamplers:
@@ -363,14 +344,14 @@ class WaveformAugment:
         # Pitch shift and speed perturbation are one resampling; only the pitch shift's change
         # of duration is undone by the vocoder.
         factors, speed_factors, applied = ones, ones, ones
-        pitched = _coin(n, cfg.pitch_shift.p, device)
+        pitched = coin(n, cfg.pitch_shift.p, device)
         if pitched.any():
-            semitones = _uniform(n, *cfg.pitch_shift.semitones, device) * pitched
+            semitones = uniform(n, *cfg.pitch_shift.semitones, device) * pitched
             factors = torch.pow(2.0, semitones / 12.0)
-        sped = _coin(n, cfg.speed.p, device)
+        sped = coin(n, cfg.speed.p, device)
         if sped.any():
             # On the resampling grid already, so a clip with speed alone needs no vocoder.
-            drawn = on_rate_grid(_uniform(n, *cfg.speed.factor, device), self.sample_rate)
+            drawn = on_rate_grid(uniform(n, *cfg.speed.factor, device), self.sample_rate)
             speed_factors = torch.where(sped, drawn, ones)
             factors = factors * speed_factors
         resampled = (factors - 1).abs() > 1e-6
@@ -383,10 +364,10 @@ class WaveformAugment:
             applied = ones.clone()
             applied[sub] = applied_sub.to(applied.dtype)
 
-        stretched = _coin(n, cfg.time_stretch.p, device)
+        stretched = coin(n, cfg.time_stretch.p, device)
         tempo = ones
         if stretched.any():
-            tempo = torch.where(stretched, _uniform(n, *cfg.time_stretch.rate, device), ones)
+            tempo = torch.where(stretched, uniform(n, *cfg.time_stretch.rate, device), ones)
         # The vocoder both restores the duration the pitch shift altered and applies the tempo;
         # the speed perturbation's own change of duration is kept.
         vocoder_rate = tempo * speed_factors / applied
@@ -397,11 +378,11 @@ class WaveformAugment:
                 out, new_lengths = phase_vocoder_stretch(trimmed, lengths[sub], vocoder_rate[sub])
                 waves, lengths = _scatter_clips(waves, lengths, sub, out, new_lengths)
 
-        reverberant = torch.nonzero(_coin(n, cfg.reverb.p, device)).squeeze(1)
+        reverberant = torch.nonzero(coin(n, cfg.reverb.p, device)).squeeze(1)
         if len(reverberant):
             m = len(reverberant)
-            rt60 = _uniform(m, *cfg.reverb.rt60, device)
-            drr = _uniform(m, *cfg.reverb.drr_db, device)
+            rt60 = uniform(m, *cfg.reverb.rt60, device)
+            drr = uniform(m, *cfg.reverb.drr_db, device)
             rir_length = math.ceil(float(rt60.max()) * self.sample_rate)
             rirs = synthetic_rir(rt60, drr, self.sample_rate, rir_length).to(waves.dtype)
             trimmed = waves[reverberant, : int(lengths[reverberant].max())]
@@ -410,31 +391,31 @@ class WaveformAugment:
             )
             waves, lengths = _scatter_clips(waves, lengths, reverberant, out, new_lengths)
 
-        coloured = torch.nonzero(_coin(n, cfg.microphone.p, device)).squeeze(1)
+        coloured = torch.nonzero(coin(n, cfg.microphone.p, device)).squeeze(1)
         if len(coloured):
             trimmed = waves[coloured, : int(lengths[coloured].max())]
             waves = waves.clone()
             waves[coloured, : trimmed.shape[1]] = self._microphone(trimmed, lengths[coloured])
 
-        louder = _coin(n, cfg.gain.p, device)
+        louder = coin(n, cfg.gain.p, device)
         if louder.any():
-            gain_db = _uniform(n, *cfg.gain.db, device) * louder
+            gain_db = uniform(n, *cfg.gain.db, device) * louder
             waves = waves * torch.pow(10.0, gain_db / 20).unsqueeze(1).to(waves.dtype)
 
         position = torch.where(
-            _coin(n, cfg.placement.p, device),
+            coin(n, cfg.placement.p, device),
             torch.rand(n, device=device),
             torch.full((n,), 0.5, device=device),
         )
         windows = fit_to_window(waves, lengths, self.window, position)
 
-        noisy = torch.nonzero(_coin(n, cfg.noise.p, device)).squeeze(1)
+        noisy = torch.nonzero(coin(n, cfg.noise.p, device)).squeeze(1)
         if len(noisy):
             if cfg.noise.snr_db is not None:
-                snr = _uniform(len(noisy), *cfg.noise.snr_db, device)
+                snr = uniform(len(noisy), *cfg.noise.snr_db, device)
                 std = noise_std_for_snr(windows[noisy], lengths[noisy], snr)
             else:
-                std = _log_uniform(len(noisy), *cfg.noise.std, device)
+                std = log_uniform(len(noisy), *cfg.noise.std, device)
             noise = torch.randn(len(noisy), self.window, device=device, dtype=windows.dtype)
             windows[noisy] += noise * std.unsqueeze(1).to(windows.dtype)
         return windows
@@ -446,12 +427,12 @@ class WaveformAugment:
         peaks = (m, cfg.peaks)
         response = microphone_response(
             freqs,
-            tilt_db=_uniform(m, *cfg.tilt_db, device),
-            bass_cut_hz=_log_uniform(m, *cfg.bass_cut_hz, device),
-            treble_cut_hz=_log_uniform(m, *cfg.treble_cut_hz, device),
-            peak_hz=_log_uniform(peaks, PEAK_LOWEST_HZ, self.sample_rate / 2, device),
-            peak_db=_uniform(peaks, *cfg.peak_db, device),
-            peak_octaves=_uniform(peaks, *cfg.peak_octaves, device),
+            tilt_db=uniform(m, *cfg.tilt_db, device),
+            bass_cut_hz=log_uniform(m, *cfg.bass_cut_hz, device),
+            treble_cut_hz=log_uniform(m, *cfg.treble_cut_hz, device),
+            peak_hz=log_uniform(peaks, PEAK_LOWEST_HZ, self.sample_rate / 2, device),
+            peak_db=uniform(peaks, *cfg.peak_db, device),
+            peak_octaves=uniform(peaks, *cfg.peak_octaves, device),
         )
         return colour(waves, lengths, response, n_fft)
 

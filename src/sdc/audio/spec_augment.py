@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sdc.audio.dice import coin
+
 
 @dataclass
 class SpecAugmentConfig:
@@ -39,7 +41,7 @@ def spec_augment(features: torch.Tensor, config: SpecAugmentConfig) -> torch.Ten
     """Mask bands of (B, C, F, T) features with zero, the mean of normalized features."""
     batch, _, freqs, frames = features.shape
     device = features.device
-    chosen = (torch.rand(batch, device=device) < config.p).view(batch, 1, 1)
+    chosen = coin(batch, config.p, device).view(batch, 1, 1)
     freq = _band_mask(batch, freqs, config.freq_masks, min(config.freq_width, freqs), device)
     time = _band_mask(batch, frames, config.time_masks, min(config.time_width, frames), device)
     masked = (freq.unsqueeze(2) | time.unsqueeze(1)) & chosen

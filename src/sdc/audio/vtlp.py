@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sdc.audio.dice import coin, uniform
+
 
 @dataclass
 class VtlpConfig:
@@ -34,9 +36,8 @@ def draw_factors(n: int, config: VtlpConfig, device: torch.device) -> torch.Tens
     """A warp factor per clip (1 for clips the dice skip), or None when VTLP is off."""
     if config.p <= 0:
         return None
-    low, high = config.factor
-    factors = torch.rand(n, device=device) * (high - low) + low
-    return torch.where(torch.rand(n, device=device) < config.p, factors, torch.ones_like(factors))
+    factors = uniform(n, *config.factor, device)
+    return torch.where(coin(n, config.p, device), factors, torch.ones_like(factors))
 
 
 def warp_spectrum(power: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
