@@ -34,6 +34,7 @@ class DataSchema:
     eval_batch_size: int = 250
     num_workers: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    extra_train: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -87,6 +87,7 @@ class FSDDDataModule(pl.LightningDataModule):
         eval_batch_size: int = 250,
         num_workers: int = 0,
         augment: Mapping[str, Any] | AugmentConfig | None = None,
+        extra_train: Sequence[str | Path] = (),
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser().absolute()
@@ -103,6 +104,7 @@ class FSDDDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
+        self.extra_train = [Path(p).expanduser().absolute() for p in extra_train]
         self.augment = WaveformAugment(_augment_config(augment), sample_rate, self.window)
         self.split: dict[str, list[Recording]] = {}
         self.datasets: dict[str, ClipDataset] = {}
@@ -140,6 +142,7 @@ class FSDDDataModule(pl.LightningDataModule):
                     f"data.split={self.split_name}: the {subset} set is empty "
                     f"({len(recordings)} clips in {folder})"
                 )
+        self.split["train"] = self.split["train"] + self._extra_recordings(recordings)
         for subset in SUBSETS:
             self.datasets[subset], self.split[subset] = self._decode(self.split[subset])
         log.info(
@@ -147,6 +150,27 @@ class FSDDDataModule(pl.LightningDataModule):
             folder,
             ", ".join(f"{s} {len(self.datasets[s])}" for s in SUBSETS),
         )
+
+    def _extra_recordings(self, fsdd: Sequence[Recording]) -> list[Recording]:
+        """Clips from `extra_train` folders: training only, so every score is on FSDD voices.
+
+        A speaker name shared with FSDD would let a test voice into training under the
+        speaker split, so it is an error naming the folder.
+        """
+        fsdd_speakers = {rec.speaker for rec in fsdd}
+        extra: list[Recording] = []
+        for folder in self.extra_train:
+            if not folder.is_dir():
+                raise SdcError(f"data.extra_train: {folder} is not a folder")
+            found = drop_duplicates(index_recordings(folder, strict=self.strict))
+            clash = sorted({rec.speaker for rec in found} & fsdd_speakers)
+            if clash:
+                raise SdcError(
+                    f"data.extra_train: {folder} has clips of FSDD's speaker(s) {clash}; "
+                    "extra folders must hold other voices"
+                )
+            extra += found
+        return extra
 
     def _decode(self, recordings: Sequence[Recording]) -> tuple[ClipDataset, list[Recording]]:
         """Decoded clips and the recordings they came from (unreadable ones skipped if lenient)."""
