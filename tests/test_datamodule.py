@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from conftest import write_dataset
 from sdc.data.datamodule import FSDDDataModule
 from sdc.errors import SdcError
 
@@ -62,3 +63,29 @@ def test_clips_at_other_rates_are_resampled(tmp_path: Path, tiny_fsdd: Path) -> 
         for r, clip in zip(datamodule.split[subset], datamodule.datasets[subset].waves, strict=True)
     }
     assert len(decoded["0_alice_0.wav"]) == pytest.approx(len(wave), abs=2)
+
+
+def test_extra_train_clips_go_to_training_only(tmp_path: Path, tiny_fsdd: Path) -> None:
+    extra = write_dataset(tmp_path / "extra", speakers=("dave", "erin"), takes=2)
+    datamodule = FSDDDataModule(
+        tiny_fsdd, download=False, split="speaker", test_speakers=["carol"], extra_train=[extra]
+    )
+    datamodule.setup()
+    speakers = {s: {r.speaker for r in recs} for s, recs in datamodule.split.items()}
+    assert {"dave", "erin"} <= speakers["train"]
+    assert speakers["val"] <= {"alice", "bob"} and speakers["test"] == {"carol"}
+    assert len(datamodule.datasets["train"]) == len(datamodule.split["train"])
+    plain = FSDDDataModule(tiny_fsdd, download=False, split="speaker", test_speakers=["carol"])
+    plain.setup()
+    assert len(datamodule.datasets["train"]) == len(plain.datasets["train"]) + 40
+    assert datamodule.split["test"] == plain.split["test"]
+
+
+def test_extra_train_refuses_fsdd_speakers_and_missing_folders(
+    tmp_path: Path, tiny_fsdd: Path
+) -> None:
+    clash = write_dataset(tmp_path / "clash", speakers=("carol",), takes=1)
+    with pytest.raises(SdcError, match=r"data\.extra_train: .*clash.*'carol'"):
+        FSDDDataModule(tiny_fsdd, download=False, extra_train=[clash]).setup()
+    with pytest.raises(SdcError, match=r"data\.extra_train: .*nowhere is not a folder"):
+        FSDDDataModule(tiny_fsdd, download=False, extra_train=[tmp_path / "nowhere"]).setup()
