@@ -99,6 +99,8 @@ def test_a_few_epochs_learn_the_toy_digits_and_leave_a_usable_checkpoint(
         ("threads=0", "threads"),
         ("data.augment.microphone.tilt_db=[3,-3]", "data.augment.microphone.tilt_db"),
         ("data.augment.microphone.peaks=-1", "data.augment.microphone.peaks"),
+        ("data.synthetic.voices=-5", "data.synthetic.voices"),
+        ("data.synthetic.takes=0", "data.synthetic.takes"),
     ],
 )
 def test_invalid_values_fail_before_training_naming_the_key(

@@ -85,12 +85,10 @@ def validate(cfg: DictConfig) -> None:
     for key in ("data.batch_size", "data.eval_batch_size", "data.sample_rate"):
         _positive(cfg, key, integer=True)
     _positive(cfg, "data.clip_seconds")
-    _require(
-        cfg,
-        "data.num_workers",
-        isinstance(cfg.data.num_workers, int) and cfg.data.num_workers >= 0,
-        "an integer >= 0",
-    )
+    _count(cfg, "data.num_workers")
+    if OmegaConf.select(cfg, "data.synthetic") is not None:
+        _count(cfg, "data.synthetic.voices")
+        _positive(cfg, "data.synthetic.takes", integer=True)
     for key in ("data.val_fraction", "data.test_fraction"):
         value = OmegaConf.select(cfg, key)
         _require(

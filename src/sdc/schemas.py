@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from sdc.audio.augment import AugmentConfig
+from sdc.data.synthetic import SyntheticConfig
 
 
 @dataclass
@@ -35,6 +36,7 @@ class DataSchema:
     num_workers: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     extra_train: list[str] = field(default_factory=list)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytorch_lightning as pl
 import torch
@@ -27,9 +27,11 @@ from sdc.data.fsdd import (
     index_recordings,
     split_recordings,
 )
+from sdc.data.synthetic import SyntheticConfig, corpus_folder, synthesize_corpus
 from sdc.errors import SdcError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """(waves (B, L) zero-padded, lengths (B,), labels (B,))"""
@@ -57,13 +59,12 @@ def collate_clips(items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
     return pad_sequence(waves, batch_first=True), lengths, labels
 
 
-def _augment_config(augment: Mapping[str, Any] | AugmentConfig | None) -> AugmentConfig:
-    if isinstance(augment, AugmentConfig):
-        return augment
-    schema = OmegaConf.structured(AugmentConfig)
-    if augment is None:
-        return OmegaConf.to_object(schema)
-    merged = OmegaConf.merge(schema, augment)
+def _structured(kind: type[T], values: Mapping[str, Any] | T | None) -> T:
+    """A config dataclass from a Hydra mapping (types checked), or as given."""
+    if isinstance(values, kind):
+        return values
+    schema = OmegaConf.structured(kind)
+    merged = schema if values is None else OmegaConf.merge(schema, values)
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
@@ -88,6 +89,7 @@ class FSDDDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         augment: Mapping[str, Any] | AugmentConfig | None = None,
         extra_train: Sequence[str | Path] = (),
+        synthetic: Mapping[str, Any] | SyntheticConfig | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser().absolute()
@@ -105,12 +107,18 @@ class FSDDDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.extra_train = [Path(p).expanduser().absolute() for p in extra_train]
-        self.augment = WaveformAugment(_augment_config(augment), sample_rate, self.window)
+        self.synthetic = _structured(SyntheticConfig, synthetic)
+        self.augment = WaveformAugment(
+            _structured(AugmentConfig, augment), sample_rate, self.window
+        )
         self.split: dict[str, list[Recording]] = {}
         self.datasets: dict[str, ClipDataset] = {}
 
     def prepare_data(self) -> None:
-        """Download FSDD when `root` does not exist (runs on one process only)."""
+        """Download FSDD when `root` does not exist and synthesize the synthetic speakers when
+        they are asked for and missing (runs on one process only)."""
+        if self.synthetic.voices:
+            synthesize_corpus(self._synthetic_folder(), **self._synthetic_settings())
         if self.root.exists() and any(self.root.iterdir()):
             return
         if not self.download:
@@ -151,6 +159,23 @@ class FSDDDataModule(pl.LightningDataModule):
             ", ".join(f"{s} {len(self.datasets[s])}" for s in SUBSETS),
         )
 
+    def _synthetic_settings(self) -> dict[str, int]:
+        s = self.synthetic
+        return {"voices": s.voices, "takes": s.takes, "seed": s.seed}
+
+    def _synthetic_folder(self) -> Path:
+        return corpus_folder(self.synthetic.root, **self._synthetic_settings())
+
+    def _extra_folders(self) -> list[Path]:
+        if not self.synthetic.voices:
+            return self.extra_train
+        folder = self._synthetic_folder()
+        if not folder.is_dir():
+            raise SdcError(
+                f"data.synthetic: {folder} is missing; call prepare_data() before setup()"
+            )
+        return [*self.extra_train, folder]
+
     def _extra_recordings(self, fsdd: Sequence[Recording]) -> list[Recording]:
         """Clips from `extra_train` folders: training only, so every score is on FSDD voices.
 
@@ -159,7 +184,7 @@ class FSDDDataModule(pl.LightningDataModule):
         """
         fsdd_speakers = {rec.speaker for rec in fsdd}
         extra: list[Recording] = []
-        for folder in self.extra_train:
+        for folder in self._extra_folders():
             if not folder.is_dir():
                 raise SdcError(f"data.extra_train: {folder} is not a folder")
             found = drop_duplicates(index_recordings(folder, strict=self.strict))

@@ -1,0 +1,1 @@
+"""Speech synthesis: more voices for training than a dataset has."""
