@@ -167,7 +167,12 @@ def synthesize_corpus(
                     name = f"{digit}_{voice.speaker}_{take}.wav"
                     sf.write(staging / name, wave, sample_rate, subtype="PCM_16")
         write_text(staging / MANIFEST, _manifest(speakers, engine.version))
-        staging.rename(folder)
+        try:
+            staging.rename(folder)
+        except OSError:
+            # Another process (a trial beside this one) finished the same corpus first.
+            if not (folder / MANIFEST).is_file():
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
