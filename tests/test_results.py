@@ -104,3 +104,16 @@ def test_a_step_that_is_off_matches_a_recipe_saved_before_it_existed() -> None:
     on = OmegaConf.merge(new, {"vtlp": {"p": 0.5}})
     assert recipe(on) != recipe(old)
     assert recipe(OmegaConf.merge(old, {"data": {"augment": {"noise": {"p": 0.0}}}})) != recipe(old)
+
+
+def test_no_extra_clips_match_a_recipe_saved_before_the_options_existed() -> None:
+    old = OmegaConf.create({"seed": 1, "data": {"split": "random"}, "trainer": {"max_epochs": 3}})
+    off = {"extra_train": [], "synthetic": {"voices": 0, "takes": 1, "seed": 0, "root": "/a"}}
+    assert recipe(OmegaConf.merge(old, {"data": off})) == recipe(old)
+    voices = {"synthetic": {"voices": 150, "takes": 1, "seed": 0, "root": "/a"}}
+    with_voices = recipe(OmegaConf.merge(old, {"data": voices}))
+    assert with_voices != recipe(old)
+    moved = {"synthetic": {**voices["synthetic"], "root": "/elsewhere"}}
+    assert recipe(OmegaConf.merge(old, {"data": moved})) == with_voices, "where is not what"
+    folder = recipe(OmegaConf.merge(old, {"data": {"extra_train": ["/mine"]}}))
+    assert folder != recipe(old)

@@ -120,11 +120,26 @@ def _without_disabled(node: Any) -> Any:
     }
 
 
+def _data_recipe(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` without where the clips are read from, and without extra clips that are off.
+
+    No extra folders and no synthetic voices is the same training set as before those options
+    existed; where a synthetic corpus is kept (`synthetic.root`) does not change it.
+    """
+    kept = {k: v for k, v in data.items() if k not in NOT_RECIPE}
+    if not kept.get("extra_train"):
+        kept.pop("extra_train", None)
+    synthetic = kept.pop("synthetic", None)
+    if isinstance(synthetic, dict) and synthetic.get("voices"):
+        kept["synthetic"] = {k: v for k, v in synthetic.items() if k != "root"}
+    return kept
+
+
 def recipe(config: DictConfig) -> dict[str, Any]:
     """The parts of a (saved or composed) run config that decide what the run learns."""
     plain = _without_disabled(OmegaConf.to_container(config, resolve=False))
     picked = {k: plain.get(k) for k in RECIPE_KEYS}
-    picked["data"] = {k: v for k, v in (picked["data"] or {}).items() if k not in NOT_RECIPE}
+    picked["data"] = _data_recipe(picked["data"] or {})
     picked["trainer"] = {
         k: OmegaConf.select(config, f"trainer.{k}") for k in ("max_epochs", "precision")
     }
