@@ -14,6 +14,7 @@ import ctypes
 import threading
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,7 @@ _RETRIEVAL = 1
 _RATE, _PITCH, _RANGE = 1, 3, 4
 """espeak_PARAMETER: words per minute, base pitch (0-100), pitch range (0-100)."""
 _CHARS_UTF8 = 1
+_POS_CHARACTER = 1
 _CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
@@ -64,7 +66,8 @@ class Espeak:
         self._lib.espeak_SetSynthCallback(self._callback)
         self._lock = threading.Lock()
 
-    def _collect(self, samples: ctypes.Array, count: int, events: int) -> int:
+    def _collect(self, samples: Any, count: int, events: int) -> int:
+        """The library's callback: `samples` points at `count` new 16-bit samples."""
         if count > 0:
             self._chunks.append(np.ctypeslib.as_array(samples, shape=(count,)).copy())
         return 0  # 0: go on synthesizing
@@ -85,7 +88,9 @@ class Espeak:
                 self._lib.espeak_SetParameter(parameter, int(value), 0)
             self._chunks.clear()
             encoded = text.encode()
-            self._lib.espeak_Synth(encoded, len(encoded) + 1, 0, 0, 0, _CHARS_UTF8, None, None)
+            self._lib.espeak_Synth(
+                encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
+            )
             self._lib.espeak_Synchronize()
             samples = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
             self._chunks.clear()
