@@ -90,3 +90,11 @@ def test_synthetic_speakers_join_the_training_set_only(tmp_path: Path, tiny_fsdd
     plain = FSDDDataModule(tiny_fsdd, download=False)
     plain.setup()
     assert len(datamodule.datasets["train"]) == len(plain.datasets["train"]) + 20
+
+
+def test_more_voices_keep_the_first_ones_bit_for_bit(tmp_path: Path) -> None:
+    small = synthesize_corpus(corpus_folder(tmp_path, 2, 1, 0), voices=2, takes=1, seed=0)
+    large = synthesize_corpus(corpus_folder(tmp_path, 3, 1, 0), voices=3, takes=1, seed=0)
+    for path in small.glob("*.wav"):
+        assert path.read_bytes() == (large / path.name).read_bytes(), path.name
+    assert len(list(large.glob("*.wav"))) == 30
