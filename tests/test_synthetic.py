@@ -98,3 +98,13 @@ def test_more_voices_keep_the_first_ones_bit_for_bit(tmp_path: Path) -> None:
     for path in small.glob("*.wav"):
         assert path.read_bytes() == (large / path.name).read_bytes(), path.name
     assert len(list(large.glob("*.wav"))) == 30
+
+
+def test_a_failed_synthesis_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.executable", "false")
+    folder = corpus_folder(tmp_path, voices=1, takes=1, seed=0)
+    with pytest.raises(SdcError, match=rf"synthesizing {folder.name} failed: exit status 1"):
+        synthesize_corpus(folder, voices=1, takes=1, seed=0)
+    assert list(tmp_path.iterdir()) == [], "neither the corpus nor its staging folder"

@@ -10,6 +10,9 @@ and validation and test stay FSDD.
 A corpus is written once into a folder named by its settings, next to FSDD, in FSDD's naming
 (`{digit}_espeak{k}_{take}.wav`, 8 kHz) with `voices.csv` describing every speaker. It is
 built in a temporary folder and renamed into place, so a folder with `voices.csv` is complete.
+The same settings and espeak-ng version give the same bytes on the same platform: espeak-ng
+carries state from one utterance to the next (its pitch flutter, its noise), so every corpus
+is spoken by a fresh process from its first word to its last.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import io
 import logging
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -135,6 +140,20 @@ def _manifest(voices: list[SyntheticVoice], version: str) -> str:
     return out.getvalue()
 
 
+def _speak_corpus(folder: Path, voices: int, takes: int, seed: int, sample_rate: int) -> None:
+    """Every speaker's every take into `folder`, then the manifest (in a process of its own)."""
+    engine = espeak()
+    speakers = draw_voices(voices, seed, engine.variants())
+    for voice in speakers:
+        rng = random.Random(f"{seed}:{voice.speaker}")
+        for digit in range(10):
+            for take in range(takes):
+                wave = speak_digit(engine, voice, digit, rng, sample_rate)
+                name = f"{digit}_{voice.speaker}_{take}.wav"
+                sf.write(folder / name, wave, sample_rate, subtype="PCM_16")
+    write_text(folder / MANIFEST, _manifest(speakers, engine.version))
+
+
 def synthesize_corpus(
     folder: Path, voices: int, takes: int, seed: int, sample_rate: int = 8000
 ) -> Path:
@@ -151,22 +170,24 @@ def synthesize_corpus(
             f"data.synthetic: {folder} exists but holds no {MANIFEST}; it is not a finished "
             "synthetic corpus (remove it, or set data.synthetic.root elsewhere)"
         )
-    engine = espeak()
-    speakers = draw_voices(voices, seed, engine.variants())
     log.info(
         "synthesizing %d espeak-ng voices x 10 digits x %d takes into %s", voices, takes, folder
     )
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        for voice in speakers:
-            rng = random.Random(f"{seed}:{voice.speaker}")
-            for digit in range(10):
-                for take in range(takes):
-                    wave = speak_digit(engine, voice, digit, rng, sample_rate)
-                    name = f"{digit}_{voice.speaker}_{take}.wav"
-                    sf.write(staging / name, wave, sample_rate, subtype="PCM_16")
-        write_text(staging / MANIFEST, _manifest(speakers, engine.version))
+        # A fresh interpreter: espeak-ng's pitch flutter and noise run on from one utterance
+        # to the next, so the same clips need the same words said before them, i.e. none. (A
+        # plain subprocess, not multiprocessing: it also works inside joblib's workers.)
+        args = [str(staging), str(voices), str(takes), str(seed), str(sample_rate)]
+        done = subprocess.run(
+            [sys.executable, "-m", "sdc.data.synthetic", *args],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+            raise SdcError(f"data.synthetic: synthesizing {folder.name} failed: {lines[-1]}")
         try:
             staging.rename(folder)
         except OSError:
@@ -176,3 +197,12 @@ def synthesize_corpus(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+if __name__ == "__main__":
+    # The child of `synthesize_corpus`: FOLDER VOICES TAKES SEED SAMPLE_RATE.
+    from sdc.cli import user_errors
+
+    with user_errors():
+        folder_arg, *numbers = sys.argv[1:]
+        _speak_corpus(Path(folder_arg), *(int(n) for n in numbers))
