@@ -11,8 +11,9 @@ A corpus is written once into a folder named by its settings, next to FSDD, in F
 (`{digit}_espeak{k}_{take}.wav`, 8 kHz) with `voices.csv` describing every speaker. It is
 built in a temporary folder and renamed into place, so a folder with `voices.csv` is complete.
 The same settings and espeak-ng version give the same bytes on the same platform: espeak-ng
-carries state from one utterance to the next (its pitch flutter, its noise), so every corpus
-is spoken by a fresh process from its first word to its last.
+carries state from one utterance to the next (the same call twice in one process differs, even
+with its random seed and libc's reset), so every corpus is spoken by a fresh process from its
+first word to its last.
 """
 
 from __future__ import annotations
@@ -176,9 +177,9 @@ def synthesize_corpus(
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        # A fresh interpreter: espeak-ng's pitch flutter and noise run on from one utterance
-        # to the next, so the same clips need the same words said before them, i.e. none. (A
-        # plain subprocess, not multiprocessing: it also works inside joblib's workers.)
+        # A fresh interpreter: espeak-ng carries state from one utterance to the next, so the
+        # same clips need the same words said before them, i.e. none. (A plain subprocess,
+        # not multiprocessing, whose spawn fails inside joblib's loky workers.)
         args = [str(staging), str(voices), str(takes), str(seed), str(sample_rate)]
         done = subprocess.run(
             [sys.executable, "-m", "sdc.data.synthetic", *args],
