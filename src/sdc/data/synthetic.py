@@ -12,8 +12,8 @@ A corpus is written once into a folder named by its settings, next to FSDD, in F
 built in a temporary folder and renamed into place, so a folder with `voices.csv` is complete.
 The same settings and espeak-ng version give the same bytes on the same platform: espeak-ng
 carries state from one utterance to the next (the same call twice in one process differs, even
-with its random seed and libc's reset), so every corpus is spoken by a fresh process from its
-first word to its last.
+with libc's `rand()` reset), so every corpus is spoken by a fresh process from its first word
+to its last, with espeak-ng's own noise (the breath of breathy variants) seeded by `seed`.
 """
 
 from __future__ import annotations
@@ -144,6 +144,10 @@ def _manifest(voices: list[SyntheticVoice], version: str) -> str:
 def _speak_corpus(folder: Path, voices: int, takes: int, seed: int, sample_rate: int) -> None:
     """Every speaker's every take into `folder`, then the manifest (in a process of its own)."""
     engine = espeak()
+    if not engine.seed(seed):
+        log.warning(
+            "espeak-ng %s cannot be seeded: breathy voices differ between runs", engine.version
+        )
     speakers = draw_voices(voices, seed, engine.variants())
     for voice in speakers:
         rng = random.Random(f"{seed}:{voice.speaker}")

@@ -72,6 +72,18 @@ class Espeak:
             self._chunks.append(np.ctypeslib.as_array(samples, shape=(count,)).copy())
         return 0  # 0: go on synthesizing
 
+    def seed(self, value: int) -> bool:
+        """Seed espeak-ng's own noise: breathy variants (f2, f3, ...) differ between runs without.
+
+        False where the library has no `espeak_ng_SetRandSeed`: their clips then differ.
+        """
+        set_seed = getattr(self._lib, "espeak_ng_SetRandSeed", None)
+        if set_seed is None:
+            return False
+        with self._lock:
+            set_seed(ctypes.c_long(value))
+        return True
+
     def variants(self) -> list[str]:
         """The voice variants (`+name` suffixes: m1-m8, f1-f5, klatt, ...) in the data."""
         return sorted(p.name for p in (self.data_path / "voices" / "!v").iterdir() if p.is_file())
