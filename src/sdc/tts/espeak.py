@@ -5,7 +5,9 @@ The library and its voice data come from the `espeakng-loader` wheel (`pip insta
 run time, when synthetic voices are asked for, and the clips it writes are plain data.
 
 The C library keeps one global synthesizer per process, so `espeak()` hands out one shared
-instance and every call holds a lock.
+instance and every call holds a lock. That synthesizer carries state from one utterance to the
+next: a clip depends on what the process said before it (`sdc.data.synthetic` speaks each
+corpus in a fresh process for that reason).
 """
 
 from __future__ import annotations
