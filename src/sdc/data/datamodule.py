@@ -27,7 +27,7 @@ from sdc.data.fsdd import (
     index_recordings,
     split_recordings,
 )
-from sdc.data.synthetic import SyntheticConfig, corpus_folder, synthesize_corpus
+from sdc.data.synthetic import SyntheticConfig, synthesize_corpus
 from sdc.errors import SdcError
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,9 @@ class FSDDDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         """Download FSDD when `root` does not exist and synthesize the synthetic speakers when
         they are asked for and missing (runs on one process only)."""
-        if self.synthetic.voices:
-            synthesize_corpus(self._synthetic_folder(), **self._synthetic_settings())
+        s = self.synthetic
+        if s.voices:
+            synthesize_corpus(s.folder, voices=s.voices, takes=s.takes, seed=s.seed)
         if self.root.exists() and any(self.root.iterdir()):
             return
         if not self.download:
@@ -159,17 +160,10 @@ class FSDDDataModule(pl.LightningDataModule):
             ", ".join(f"{s} {len(self.datasets[s])}" for s in SUBSETS),
         )
 
-    def _synthetic_settings(self) -> dict[str, int]:
-        s = self.synthetic
-        return {"voices": s.voices, "takes": s.takes, "seed": s.seed}
-
-    def _synthetic_folder(self) -> Path:
-        return corpus_folder(self.synthetic.root, **self._synthetic_settings())
-
     def _extra_folders(self) -> list[Path]:
         if not self.synthetic.voices:
             return self.extra_train
-        folder = self._synthetic_folder()
+        folder = self.synthetic.folder
         if not folder.is_dir():
             raise SdcError(
                 f"data.synthetic: {folder} is missing; call prepare_data() before setup()"

@@ -75,6 +75,10 @@ class SyntheticConfig:
     seed: int = 0
     root: str = "data/synthetic"
 
+    @property
+    def folder(self) -> Path:
+        return corpus_folder(self.root, self.voices, self.takes, self.seed)
+
 
 @dataclass(frozen=True)
 class SyntheticVoice:
