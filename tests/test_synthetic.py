@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +119,17 @@ def test_a_breathy_voice_is_the_same_in_every_run(tmp_path: Path) -> None:
     again = synthesize_corpus(tmp_path / "again", voices=1, takes=1, seed=74)
     for path in first.glob("*.wav"):
         assert path.read_bytes() == (again / path.name).read_bytes(), path.name
+
+
+def test_the_child_process_warnings_reach_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    python = tmp_path / "python"
+    python.write_text(
+        f'#!/bin/sh\necho "a warning from the child" >&2\nexec {sys.executable} "$@"\n'
+    )
+    python.chmod(0o755)
+    monkeypatch.setattr("sys.executable", str(python))
+    with caplog.at_level(logging.WARNING, logger="sdc.data.synthetic"):
+        synthesize_corpus(tmp_path / "corpus", voices=1, takes=1, seed=0)
+    assert "a warning from the child" in caplog.messages

@@ -197,6 +197,8 @@ def synthesize_corpus(
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
             raise SdcError(f"data.synthetic: synthesizing {folder.name} failed: {lines[-1]}")
+        for line in done.stderr.strip().splitlines():  # the child's warnings, else lost here
+            log.warning("%s", line)
         try:
             staging.rename(folder)
         except OSError:
