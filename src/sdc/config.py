@@ -148,6 +148,14 @@ def validate(cfg: DictConfig) -> None:
     if cfg.get("vtlp") is not None:
         _probability(cfg, "vtlp.p")
         _range(cfg, "vtlp.factor", 0.5, 2.0)
+    decay = cfg.get("ema_decay")
+    _require(
+        cfg,
+        "ema_decay",
+        decay is None
+        or (isinstance(decay, (int, float)) and not isinstance(decay, bool) and 0 <= decay < 1),
+        "a number in [0, 1) (0: off)",
+    )
     _require(
         cfg,
         "trainer.max_epochs",

@@ -99,6 +99,7 @@ RECIPE_KEYS = (
     "scheduler",
     "spec_augment",
     "vtlp",
+    "ema_decay",
 )
 """What a trial's numbers depend on; `trainer.max_epochs` and `trainer.precision` too."""
 NOT_RECIPE = ("root", "download", "num_workers")
@@ -140,6 +141,9 @@ def recipe(config: DictConfig) -> dict[str, Any]:
     plain = _without_disabled(OmegaConf.to_container(config, resolve=False))
     picked = {k: plain.get(k) for k in RECIPE_KEYS}
     picked["data"] = _data_recipe(picked["data"] or {})
+    if not picked["ema_decay"]:
+        # Off (0) is what every trial saved before the option existed did.
+        del picked["ema_decay"]
     picked["trainer"] = {
         k: OmegaConf.select(config, f"trainer.{k}") for k in ("max_epochs", "precision")
     }
