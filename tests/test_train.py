@@ -89,6 +89,27 @@ def test_a_few_epochs_learn_the_toy_digits_and_leave_a_usable_checkpoint(
         assert model(torch.zeros(2, model.window)).shape == (2, 10)
 
 
+def test_ema_checkpoints_hold_the_averaged_weights_and_a_fitted_front_end(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    cfg = make_cfg("trainer.max_epochs=2", "data.batch_size=16", "ema_decay=0.9")
+    metrics = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    (best,) = (run / "checkpoints").glob("epoch*.ckpt")
+    saved = torch.load(best, map_location="cpu", weights_only=False)
+    averaged, current = saved["state_dict"], saved["current_model_state"]
+    weights = [k for k in averaged if k.endswith("weight")]
+    assert any(not torch.equal(averaged[k], current[k]) for k in weights)
+
+    # The average started from the module after its global statistics were fitted.
+    model = DigitClassifier.load_from_checkpoint(best, map_location="cpu").eval()
+    assert bool(model.frontend.fitted)
+    assert torch.allclose(model.frontend.mean, current["frontend.mean"])
+    assert not torch.equal(model.frontend.mean, torch.zeros_like(model.frontend.mean))
+    report = json.loads((run / "test" / "report.json").read_text())
+    assert report["accuracy"] == pytest.approx(metrics["test_acc"], abs=1e-6)
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [
@@ -101,6 +122,7 @@ def test_a_few_epochs_learn_the_toy_digits_and_leave_a_usable_checkpoint(
         ("data.augment.microphone.peaks=-1", "data.augment.microphone.peaks"),
         ("data.synthetic.voices=-5", "data.synthetic.voices"),
         ("data.synthetic.takes=0", "data.synthetic.takes"),
+        ("ema_decay=1.0", "ema_decay"),
     ],
 )
 def test_invalid_values_fail_before_training_naming_the_key(

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
+from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
@@ -33,28 +33,3 @@ class CheckpointOnInterrupt(Callback):
         trainer.save_checkpoint(self.path)
         if trainer.is_global_zero:
             log.warning("interrupted: saved %s (resume with ckpt_path=%s)", self.path, self.path)
-
-
-class EMAWeights(EMAWeightAveraging):
-    """Lightning's exponential moving average of the weights, started from the fitted module.
-
-    Validation, checkpoints (and so test, export and inference) see the average, which moves
-    less from one epoch to the next than the weights under heavy augmentation: the epoch chosen
-    on validation accuracy is less a lucky draw. Lightning copies the module when `fit` is set
-    up, before `DigitClassifier.on_fit_start` fits the front end's global statistics; until the
-    first update, the copy is refreshed so that the sanity check validates a fitted front end.
-    """
-
-    def __init__(self, decay: float) -> None:
-        super().__init__(decay=decay)
-
-    def _start_from(self, pl_module: pl.LightningModule) -> None:
-        average = self._average_model
-        if average is not None and int(average.n_averaged) == 0:
-            average.module.load_state_dict(pl_module.state_dict())
-
-    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start_from(pl_module)
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start_from(pl_module)

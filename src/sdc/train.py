@@ -21,13 +21,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from sdc import LABELS
-from sdc.callbacks import EMAWeights
 from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir, validate
 from sdc.data.fsdd import write_split_csv
@@ -127,7 +126,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
     if cfg.get("ema_decay"):
-        callbacks.append(EMAWeights(decay=cfg.ema_decay))
+        # Its first update copies the module, front-end statistics included (fitted by then).
+        callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
     if not logger:
         # Lightning refuses a learning-rate monitor without a logger; with `~logger` there is
         # nothing to monitor into, so it is left out instead of failing the run.
