@@ -21,7 +21,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import (
+    EMAWeightAveraging,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    WeightAveraging,
+)
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -166,7 +171,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if tester is not None:
         # The checkpoint with the best validation accuracy, or the weights in hand when none was
         # saved (fast_dev_run saves none).
-        tester.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
+        ckpt_path = _restore_averaged_weights(tester, module, best_path) if best_path else None
+        tester.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         metrics["test_acc"] = float(tester.callback_metrics["test_acc"])
         _report(cfg, trainer, module, datamodule, best_path, output_dir)
 
@@ -221,6 +227,20 @@ def _tester(cfg: DictConfig, trainer: pl.Trainer) -> pl.Trainer | None:
         callbacks=[c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)],
         enable_model_summary=False,
     )
+
+
+def _restore_averaged_weights(tester: pl.Trainer, module: DigitClassifier, path: str) -> str | None:
+    """The checkpoint for `tester.test` to restore, or None once its weights are loaded here.
+
+    A trainer with Lightning's weight averaging attached restores a checkpoint's raw weights
+    (`current_model_state`) into the module; the averaged ones (`state_dict`) are those that
+    validation chose and that export and inference load, so they are the ones tested.
+    """
+    if not any(isinstance(c, WeightAveraging) for c in tester.callbacks):
+        return path
+    checkpoint = torch.load(path, map_location=module.device, weights_only=False)
+    module.load_state_dict(checkpoint["state_dict"])
+    return None
 
 
 def _report(
