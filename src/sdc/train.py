@@ -32,6 +32,7 @@ from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from sdc import LABELS
+from sdc.checkpoint import read_checkpoint
 from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir, validate
 from sdc.data.fsdd import write_split_csv
@@ -238,8 +239,7 @@ def _restore_averaged_weights(tester: pl.Trainer, module: DigitClassifier, path:
     """
     if not any(isinstance(c, WeightAveraging) for c in tester.callbacks):
         return path
-    checkpoint = torch.load(path, map_location=module.device, weights_only=False)
-    module.load_state_dict(checkpoint["state_dict"])
+    module.load_state_dict(read_checkpoint(path, module.device)["state_dict"])
     return None
 
 
