@@ -10,6 +10,7 @@ import torch
 
 from sdc.audio.augment import (
     AugmentConfig,
+    Endpointing,
     Gain,
     GaussianNoise,
     Microphone,
@@ -20,6 +21,7 @@ from sdc.audio.augment import (
     SpeedPerturb,
     TimeStretch,
     WaveformAugment,
+    endpoint,
     microphone_response,
     phase_vocoder_stretch,
     reverberate,
@@ -308,3 +310,51 @@ def test_microphone_is_drawn_per_clip() -> None:
     gain = torch.fft.rfft(out)[:, :1500].abs() / torch.fft.rfft(waves)[:, :1500].abs()
     bands_db = 20 * torch.log10(gain.reshape(4, 30, 50).mean(dim=2))
     assert all((bands_db[i] - bands_db[j]).abs().max() > 2.0 for i in range(4) for j in range(i))
+
+
+def stepped_clip(amplitudes: list[float], seconds: float = 0.1) -> torch.Tensor:
+    """A 400 Hz tone whose amplitude steps through `amplitudes`, `seconds` each."""
+    return torch.cat([a * tone(400.0, seconds) for a in amplitudes])
+
+
+@pytest.mark.parametrize(
+    ("threshold_db", "start", "end"),
+    [(-50.0, 0, 7), (-30.0, 1, 6), (-10.0, 3, 5)],
+)
+def test_endpointing_cuts_the_ends_quieter_than_the_threshold(
+    threshold_db: float, start: int, end: int
+) -> None:
+    # Steps of 0.1 s at -40, -20, -20, 0, 0, -20, -40 dB of the loudest.
+    clip = stepped_clip([0.01, 0.1, 0.1, 1.0, 1.0, 0.1, 0.01])
+    step = int(0.1 * SR)
+    out, lengths = endpoint(
+        clip.unsqueeze(0), torch.tensor([len(clip)]), torch.tensor([threshold_db]), 80
+    )
+    assert lengths.tolist() == [(end - start) * step]
+    assert torch.equal(out[0, : lengths[0]], clip[start * step : end * step])
+
+
+def test_endpointing_judges_each_clip_by_its_own_loudness_and_length() -> None:
+    quiet = stepped_clip([0.001, 0.01, 0.001])
+    loud = stepped_clip([0.1, 1.0, 0.1, 0.1])
+    waves = torch.zeros(2, len(loud))
+    waves[0, : len(quiet)] = quiet
+    waves[1] = loud
+    lengths = torch.tensor([len(quiet), len(loud)])
+    out, new_lengths = endpoint(waves, lengths, torch.tensor([-10.0, -10.0]), 80)
+    step = int(0.1 * SR)
+    # The quiet clip keeps its own loud middle (not cut as "silence" next to the loud clip),
+    # and the zeros after its end are not part of it.
+    assert new_lengths.tolist() == [step, step]
+    assert torch.equal(out[0, :step], quiet[step : 2 * step])
+    assert torch.equal(out[1, :step], loud[step : 2 * step])
+
+
+def test_endpointing_in_the_chain_is_the_cut_clip_in_the_window() -> None:
+    clip = stepped_clip([0.01, 1.0, 0.01])
+    lengths = torch.tensor([len(clip)])
+    config = AugmentConfig(trim=Endpointing(p=1.0, threshold_db=(-20.0, -20.0)))
+    out = WaveformAugment(config, SR, window=5000)(clip.unsqueeze(0), lengths)
+    cut, cut_lengths = endpoint(clip.unsqueeze(0), lengths, torch.tensor([-20.0]), 80)
+    assert cut_lengths.tolist() == [int(0.1 * SR)]
+    assert torch.equal(out, fit_to_window(cut, cut_lengths, 5000))

@@ -120,6 +120,7 @@ def validate(cfg: DictConfig) -> None:
         "reverb",
         "microphone",
         "gain",
+        "trim",
         "placement",
         "noise",
     )
@@ -137,6 +138,7 @@ def validate(cfg: DictConfig) -> None:
     _range(cfg, "data.augment.microphone.peak_octaves", 0.05, 4)
     _count(cfg, "data.augment.microphone.peaks")
     _range(cfg, "data.augment.gain.db", -60, 20)
+    _range(cfg, "data.augment.trim.threshold_db", -100, 0)
     _range(cfg, "data.augment.noise.std", 1e-6, 1.0)
     if OmegaConf.select(cfg, "data.augment.noise.snr_db") is not None:
         _range(cfg, "data.augment.noise.snr_db", -20, 100)
