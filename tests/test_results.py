@@ -65,7 +65,14 @@ def test_results_trains_every_protocol_and_writes_the_table(
     assert row["official"]["test_acc"]["n"] == 1
     assert set(row["loso"]["per_speaker"]) == {"alice", "bob"}
     assert row["loso"]["worst"]["speaker"] in {"alice", "bob"}
-    assert set(row["random"]["robustness"]) == {"clean", "snr_10db", "snr_0db", "start", "end"}
+    assert set(row["random"]["robustness"]) == {
+        "clean",
+        "snr_10db",
+        "snr_0db",
+        "start",
+        "end",
+        "trimmed_15db",
+    }
     assert "robustness" not in row["official"]
     for trial in row["random"]["trials"]:
         assert (Path(trial["folder"]) / "robustness.json").is_file()
@@ -80,6 +87,15 @@ def test_results_trains_every_protocol_and_writes_the_table(
     monkeypatch.setattr(sdc.results, "run_sweep", no_training)
     again = results(results_cfg(tiny_fsdd, out))
     assert again["table"]["baseline"]["loso"]["per_speaker"] == row["loso"]["per_speaker"]
+
+    # Robustness saved before a condition existed is measured again, not shown with a gap.
+    cache = Path(row["random"]["trials"][0]["folder"]) / "robustness.json"
+    saved = json.loads(cache.read_text())
+    measured = dict(saved["accuracy"])
+    del saved["accuracy"]["trimmed_15db"]
+    cache.write_text(json.dumps(saved))
+    results(results_cfg(tiny_fsdd, out))
+    assert json.loads(cache.read_text())["accuracy"] == measured
 
     # An edited recipe does not reuse the old trials: they are trained again.
     edited = results_cfg(tiny_fsdd, out)

@@ -36,7 +36,7 @@ def test_each_condition_does_what_it_says() -> None:
     batch = torch.nn.utils.rnn.pad_sequence(waves[:3], batch_first=True)
     lengths = torch.tensor([len(w) for w in waves[:3]])
     named = conditions(WINDOW, snr_db=(10.0, 0.0))
-    assert list(named) == ["clean", "snr_10db", "snr_0db", "start", "end"]
+    assert list(named) == ["clean", "snr_10db", "snr_0db", "start", "end", "trimmed_15db"]
     generator = torch.Generator().manual_seed(0)
     clean = named["clean"](batch, lengths, generator)
     assert torch.equal(clean, fit_to_window(batch, lengths, WINDOW))
@@ -49,6 +49,17 @@ def test_each_condition_does_what_it_says() -> None:
     assert torch.equal(start[0, :500], waves[0])
     end = named["end"](batch, lengths, generator)
     assert torch.equal(end[0, -500:], waves[0])
+
+
+def test_the_trimmed_condition_cuts_quiet_ends_and_centres_the_rest() -> None:
+    # 0.1 s at -20 dB, 0.1 s at 0 dB, 0.1 s at -20 dB of the loudest: a 15 dB cut keeps the middle.
+    t = torch.arange(800) / 8000
+    tone = torch.sin(2 * math.pi * 400 * t)
+    clip = torch.cat([0.1 * tone, tone, 0.1 * tone])
+    trimmed = conditions(WINDOW)["trimmed_15db"](
+        clip.unsqueeze(0), torch.tensor([len(clip)]), torch.Generator()
+    )
+    assert torch.equal(trimmed, fit_to_window(tone.unsqueeze(0), torch.tensor([800]), WINDOW))
 
 
 def test_robustness_reports_every_condition_reproducibly() -> None:

@@ -37,7 +37,7 @@ from sdc.config import config_dir
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.machine import summary
-from sdc.robustness import evaluate_run
+from sdc.robustness import conditions, evaluate_run
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,9 @@ def _robustness(folder: Path, opts: DictConfig) -> dict[str, float]:
     snrs = [float(s) for s in opts.snr_db]
     if cache.is_file():
         saved = json.loads(cache.read_text())
-        if saved.get("snr_db") == snrs and saved.get("seed") == opts.noise_seed:
+        names = list(conditions(1, snrs))
+        same = saved.get("snr_db") == snrs and saved.get("seed") == opts.noise_seed
+        if same and list(saved.get("accuracy", {})) == names:
             return saved["accuracy"]
     accuracy = evaluate_run(folder, snrs, int(opts.noise_seed))
     payload = {"snr_db": snrs, "seed": opts.noise_seed, "accuracy": accuracy}
@@ -312,7 +314,10 @@ def markdown(table: dict[str, Any], opts: DictConfig, host: str, wall: float) ->
     head = ["recipe"]
     for p in protocols:
         head += ["LOSO mean", "LOSO worst"] if p == "loso" else [p]
-    head += [n.replace("snr_", "noise ").replace("db", " dB") for n in robust]
+    head += [
+        n.replace("snr_", "noise ").replace("trimmed_", "trimmed ").replace("db", " dB")
+        for n in robust
+    ]
     lines = [
         "Test accuracy (%), mean ± standard deviation over the trials of each protocol; "
         f"robustness columns on the {', '.join(opts.robustness_protocols)} split.",
