@@ -112,11 +112,11 @@ class Endpointing:
     """Cut each clip's start and end where they are quieter than a random threshold.
 
     FSDD's clips were trimmed, and not alike: nicolas's "four" starts on its vowel (its first
-    10 ms are 7 dB below the clip's loudest, george's 29 dB), and a user's voice activity
-    detector cuts wherever its threshold lies. Trained on untrimmed onsets, models lose 10-25
-    points when the held-out speaker's clips are cut at 15 dB below their peak, most of all on
-    "six" (docs/accuracy.md). This step shows the model digits without their weak fricative
-    onsets and codas.
+    20 ms are on average 7 dB below the clip's loudest, george's 29 dB), and a user's voice
+    activity detector cuts wherever its threshold lies. `best` trained without this step lost
+    3-22 points (13 on average) on the held-out speaker's clips cut at 15 dB below their
+    loudest, most of all on "six" (docs/accuracy.md). This step shows the model digits without
+    their weak onsets and codas.
     """
 
     p: float = 0.0
