@@ -35,6 +35,13 @@ def train_command(tiny_fsdd: Path, run_dir: Path, *extra: str) -> list[str]:
     ]
 
 
+def _default_signals() -> None:
+    """In the child, before it execs Python: SIGINT back to its default, so Python turns Ctrl-C
+    into KeyboardInterrupt. A test runner started in the background by a non-interactive shell
+    inherits SIGINT ignored, Python then leaves it ignored, and the run would finish normally."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_interrupted_training_leaves_last_ckpt_and_resumes(
     tiny_fsdd: Path, tmp_path: Path, signum: int
@@ -47,6 +54,7 @@ def test_interrupted_training_leaves_last_ckpt_and_resumes(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_signals,
     )
     deadline = time.monotonic() + 120
     while not last.exists() and process.poll() is None and time.monotonic() < deadline:
