@@ -328,7 +328,7 @@ def test_endpointing_cuts_the_ends_quieter_than_the_threshold(
     clip = stepped_clip([0.01, 0.1, 0.1, 1.0, 1.0, 0.1, 0.01])
     step = int(0.1 * SR)
     out, lengths = endpoint(
-        clip.unsqueeze(0), torch.tensor([len(clip)]), torch.tensor([threshold_db]), 80
+        clip.unsqueeze(0), torch.tensor([len(clip)]), torch.tensor([threshold_db]), SR
     )
     assert lengths.tolist() == [(end - start) * step]
     assert torch.equal(out[0, : lengths[0]], clip[start * step : end * step])
@@ -341,7 +341,7 @@ def test_endpointing_judges_each_clip_by_its_own_loudness_and_length() -> None:
     waves[0, : len(quiet)] = quiet
     waves[1] = loud
     lengths = torch.tensor([len(quiet), len(loud)])
-    out, new_lengths = endpoint(waves, lengths, torch.tensor([-10.0, -10.0]), 80)
+    out, new_lengths = endpoint(waves, lengths, torch.tensor([-10.0, -10.0]), SR)
     step = int(0.1 * SR)
     # The quiet clip keeps its own loud middle (not cut as "silence" next to the loud clip),
     # and the zeros after its end are not part of it.
@@ -355,6 +355,6 @@ def test_endpointing_in_the_chain_is_the_cut_clip_in_the_window() -> None:
     lengths = torch.tensor([len(clip)])
     config = AugmentConfig(trim=Endpointing(p=1.0, threshold_db=(-20.0, -20.0)))
     out = WaveformAugment(config, SR, window=5000)(clip.unsqueeze(0), lengths)
-    cut, cut_lengths = endpoint(clip.unsqueeze(0), lengths, torch.tensor([-20.0]), 80)
+    cut, cut_lengths = endpoint(clip.unsqueeze(0), lengths, torch.tensor([-20.0]), SR)
     assert cut_lengths.tolist() == [int(0.1 * SR)]
     assert torch.equal(out, fit_to_window(cut, cut_lengths, 5000))

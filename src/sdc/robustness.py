@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn.utils.rnn import pad_sequence
 
-from sdc.audio.augment import ENDPOINT_FRAME_SECONDS, endpoint, noise_std_for_snr
+from sdc.audio.augment import endpoint, noise_std_for_snr
 from sdc.audio.io import read_audio
 from sdc.audio.window import fit_to_window
 from sdc.data.fsdd import FILENAME, find_recordings_dir
@@ -54,9 +54,8 @@ def conditions(
         return make
 
     def trimmed(waves: torch.Tensor, lengths: torch.Tensor, _: torch.Generator) -> torch.Tensor:
-        frame = max(1, round(ENDPOINT_FRAME_SECONDS * sample_rate))
         threshold = torch.full((len(waves),), -TRIM_DB)
-        cut, cut_lengths = endpoint(waves, lengths, threshold, frame)
+        cut, cut_lengths = endpoint(waves, lengths, threshold, sample_rate)
         return fit_to_window(cut, cut_lengths, window)
 
     named = {"clean": placed(0.5)}

@@ -431,9 +431,8 @@ class WaveformAugment:
         trimmed_clips = torch.nonzero(coin(n, cfg.trim.p, device)).squeeze(1)
         if len(trimmed_clips):
             threshold = uniform(len(trimmed_clips), *cfg.trim.threshold_db, device)
-            frame = max(1, round(ENDPOINT_FRAME_SECONDS * self.sample_rate))
             out, new_lengths = endpoint(
-                waves[trimmed_clips], lengths[trimmed_clips], threshold, frame
+                waves[trimmed_clips], lengths[trimmed_clips], threshold, self.sample_rate
             )
             waves, lengths = _scatter_clips(waves, lengths, trimmed_clips, out, new_lengths)
 
@@ -480,14 +479,16 @@ less than this, so nothing wraps from a clip's end onto its start."""
 
 
 def endpoint(
-    waves: torch.Tensor, lengths: torch.Tensor, threshold_db: torch.Tensor, frame: int
+    waves: torch.Tensor, lengths: torch.Tensor, threshold_db: torch.Tensor, sample_rate: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut each clip (B, L) to the frames from its first to its last within `threshold_db` (B,)
     of its loudest frame; returns the clips, moved to the start of the rows, and their lengths.
 
     Each clip is judged against its own loudest frame only, so its cut never depends on the
-    other clips of the batch. A clip's last, partial frame counts by its own samples.
+    other clips of the batch. A clip's last, partial frame counts by its own samples; frames
+    past its end are never loud, so a clip with no samples keeps length 0.
     """
+    frame = max(1, round(ENDPOINT_FRAME_SECONDS * sample_rate))
     batch, width = waves.shape
     n_frames = -(-width // frame)
     lengths = lengths.to(waves.device)
@@ -497,13 +498,12 @@ def endpoint(
     counts = inside.view(batch, n_frames, frame).sum(dim=2)
     power = padded.square().view(batch, n_frames, frame).sum(dim=2) / counts.clamp(min=1)
     decibels = 10 * torch.log10(power + 1e-10)
-    decibels = decibels.masked_fill(counts == 0, -math.inf)
     loud = decibels >= decibels.amax(dim=1, keepdim=True) + threshold_db.unsqueeze(1)
     loud &= counts > 0
-    first = loud.int().argmax(dim=1)
+    # With no loud frame (no samples at all) both argmaxes are 0: start 0, end 0.
+    start = loud.int().argmax(dim=1) * frame
     last = n_frames - 1 - loud.flip(1).int().argmax(dim=1)
-    start = torch.where(loud.any(dim=1), first * frame, torch.zeros_like(first))
-    end = torch.where(loud.any(dim=1), torch.minimum((last + 1) * frame, lengths), lengths)
+    end = torch.minimum((last + 1) * frame, lengths)
     source = (torch.arange(width, device=waves.device) + start.unsqueeze(1)).clamp(max=width - 1)
     return waves.gather(1, source), (end - start).to(lengths.dtype)
 
