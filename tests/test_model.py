@@ -1,15 +1,47 @@
-"""The write-up's CNN."""
+"""The write-up's CNN, and every network a `model=` config names."""
 
 from __future__ import annotations
 
+import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
 
+from sdc.config import config_dir
 from sdc.models.cnn import DigitCNN
+
+MODEL_CONFIGS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
 
 
 def test_cnn_maps_mfcc_images_to_logits() -> None:
     net = DigitCNN(input_shape=(1, 40, 201), n_classes=10)
     assert net(torch.randn(4, 1, 40, 201)).shape == (4, 10)
+
+
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
+@pytest.mark.parametrize("rows", [20, 40])
+def test_every_model_config_builds_a_compact_network(name: str, rows: int) -> None:
+    """A `model=` config composes, builds for 20 MFCCs (`best`) or 40 (`baseline`), gives
+    ten logits per clip and stays within the ~100k parameters a small classifier should need."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={name}"])
+    GlobalHydra.instance().clear()
+    net = instantiate(cfg.model, input_shape=(1, rows, 201), n_classes=10).eval()
+    assert net(torch.randn(2, 1, rows, 201)).shape == (2, 10)
+    assert sum(p.numel() for p in net.parameters()) <= 100_000
+
+
+def test_wide_head_config_widens_only_the_reduction() -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        plain = compose("train", overrides=["model=cnn"]).model
+        wide = compose("train", overrides=["model=cnn_wide_head"]).model
+    GlobalHydra.instance().clear()
+    assert (plain.reduced_channels, wide.reduced_channels) == (16, 64)
+    plain.reduced_channels = 64
+    assert plain == wide
 
 
 def test_cnn_parameter_count_follows_its_config() -> None:
