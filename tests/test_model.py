@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 from sdc.config import config_dir
 from sdc.models.cnn import DigitCNN
@@ -21,24 +22,20 @@ def test_cnn_maps_mfcc_images_to_logits() -> None:
 
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
 @pytest.mark.parametrize("rows", [20, 40])
-def test_every_model_config_builds_a_compact_network(name: str, rows: int) -> None:
+def test_every_model_config_builds_a_compact_network(
+    make_cfg: Callable[..., DictConfig], name: str, rows: int
+) -> None:
     """A `model=` config composes, builds for 20 MFCCs (`best`) or 40 (`baseline`), gives
     ten logits per clip and stays within the ~100k parameters a small classifier should need."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={name}"])
-    GlobalHydra.instance().clear()
-    net = instantiate(cfg.model, input_shape=(1, rows, 201), n_classes=10).eval()
+    model = make_cfg(f"model={name}").model
+    net = instantiate(model, input_shape=(1, rows, 201), n_classes=10).eval()
     assert net(torch.randn(2, 1, rows, 201)).shape == (2, 10)
     assert sum(p.numel() for p in net.parameters()) <= 100_000
 
 
-def test_wide_head_config_widens_only_the_reduction() -> None:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        plain = compose("train", overrides=["model=cnn"]).model
-        wide = compose("train", overrides=["model=cnn_wide_head"]).model
-    GlobalHydra.instance().clear()
+def test_wide_head_config_widens_only_the_reduction(make_cfg: Callable[..., DictConfig]) -> None:
+    plain = make_cfg("model=cnn").model
+    wide = make_cfg("model=cnn_wide_head").model
     assert (plain.reduced_channels, wide.reduced_channels) == (16, 64)
     plain.reduced_channels = 64
     assert plain == wide
