@@ -128,7 +128,14 @@ class MfccFrontend(nn.Module):
 
         `warp`: a VTLP factor per clip (training only, see `vtlp.py`), applied to the power
         spectrum before the mel filters.
+
+        Always in float32, also under mixed precision (`trainer=gpu`): a loud frame's mel power
+        overflows float16 (its largest value is 65,504) and quiet ones underflow, so autocast
+        is switched off here and left on for the network.
         """
+        if torch.is_autocast_enabled(windows.device.type):
+            with torch.autocast(windows.device.type, enabled=False):
+                return self.forward(windows.float(), warp)
         decibels = self._decibels(windows, warp)
         features = self._from_decibels(decibels)
         if self.normalize == "global":
