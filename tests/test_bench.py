@@ -7,9 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import DictConfig
 
-from sdc.bench import bench
+from sdc.bench import bench, bench_devices
+from sdc.errors import SdcError
 
 pytestmark = pytest.mark.slow
 
@@ -43,3 +45,26 @@ def test_bench_writes_every_figure(make_cfg: Callable[..., DictConfig]) -> None:
     out = Path(cfg.paths.output_dir)
     assert json.loads((out / "bench.json").read_text())["devices"]["cpu"] == figures
     assert "| pipeline_clips_per_s |" in (out / "bench.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("devices", "message"),
+    [("[tpu]", "expected a list of cpu and cuda"), ("[]", "expected a list of cpu and cuda")],
+)
+def test_bench_devices_are_checked(
+    make_cfg: Callable[..., DictConfig], devices: str, message: str
+) -> None:
+    cfg = make_cfg(f"bench.devices={devices}", config_name="bench")
+    with pytest.raises(SdcError, match=message):
+        bench_devices(cfg)
+
+
+def test_bench_devices_default_to_the_cpu_and_any_gpu(make_cfg: Callable[..., DictConfig]) -> None:
+    assert bench_devices(make_cfg(config_name="bench"))[0] == "cpu"
+    assert bench_devices(make_cfg("bench.devices=[cpu]", config_name="bench")) == ["cpu"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_bench_says_when_the_gpu_asked_for_is_missing(make_cfg: Callable[..., DictConfig]) -> None:
+    with pytest.raises(SdcError, match="cuda was asked for, but torch sees no GPU"):
+        bench_devices(make_cfg("bench.devices=[cuda]", config_name="bench"))

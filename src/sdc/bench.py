@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from sdc.audio.window import fit_to_window
 from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir, project_root, validate
+from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.machine import describe
 
@@ -364,9 +365,23 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def bench_devices(cfg: DictConfig) -> list[str]:
+    """`bench.devices`, checked; by default the CPU and, where there is one, the GPU."""
+    chosen = OmegaConf.select(cfg, "bench.devices")
+    if chosen is None:
+        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = [str(d) for d in chosen] if OmegaConf.is_list(chosen) else [str(chosen)]
+    unknown = sorted(set(devices) - {"cpu", "cuda"})
+    if unknown or not devices:
+        raise SdcError(f"bench.devices: expected a list of cpu and cuda, got {devices}")
+    if "cuda" in devices and not torch.cuda.is_available():
+        raise SdcError("bench.devices: cuda was asked for, but torch sees no GPU here")
+    return devices
+
+
 def bench(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = bench_devices(cfg)
     results: dict[str, Any] = {"machine": describe(), "devices": {}}
     for device in devices:
         figures: dict[str, Any] = {}
