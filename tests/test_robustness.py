@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from sdc.audio.window import fit_to_window
-from sdc.robustness import conditions, robustness
+from sdc.errors import SdcError
+from sdc.robustness import best_checkpoint, conditions, robustness
 
 WINDOW = 3000
 
@@ -72,3 +75,19 @@ def test_robustness_reports_every_condition_reproducibly() -> None:
     assert 0.0 <= first["snr_0db"] <= 1.0
     again = robustness(model, waves, labels, WINDOW, snr_db=(20.0, 0.0), batch_size=12)
     assert again == first
+
+
+def test_a_run_folder_copied_from_another_machine_finds_its_checkpoint(tmp_path: Path) -> None:
+    elsewhere = "/gpu-server/outputs/run/checkpoints/epoch007-val_acc0.9900.ckpt"
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"best_checkpoint": elsewhere}))
+    with pytest.raises(SdcError, match="no best checkpoint to evaluate"):
+        best_checkpoint(run)
+    copied = run / "checkpoints" / "epoch007-val_acc0.9900.ckpt"
+    copied.write_bytes(b"weights")
+    assert best_checkpoint(run) == copied
+    here = tmp_path / "here.ckpt"
+    here.write_bytes(b"weights")
+    (run / "metrics.json").write_text(json.dumps({"best_checkpoint": str(here)}))
+    assert best_checkpoint(run) == here

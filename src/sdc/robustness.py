@@ -111,15 +111,27 @@ def run_test_clips(run_dir: Path) -> tuple[list[torch.Tensor], list[int]]:
     return waves, labels
 
 
+def best_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint a finished run selected (its `metrics.json` says which).
+
+    The path recorded is where the run wrote it; a run folder copied from another machine (a
+    GPU server, a cluster) holds the same file under its own `checkpoints/`, which is used then.
+    """
+    run_dir = Path(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    recorded = metrics.get("best_checkpoint") or ""
+    if recorded:
+        for candidate in (Path(recorded), run_dir / "checkpoints" / Path(recorded).name):
+            if candidate.is_file():
+                return candidate
+    raise SdcError(f"{run_dir}: no best checkpoint to evaluate ({recorded!r})")
+
+
 def evaluate_run(
     run_dir: Path, snr_db: Sequence[float] = SNRS_DB, seed: int = 0
 ) -> dict[str, float]:
     """Robustness of a finished run's selected checkpoint on that run's own test clips."""
-    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
-    checkpoint = metrics.get("best_checkpoint") or ""
-    if not checkpoint or not Path(checkpoint).is_file():
-        raise SdcError(f"{run_dir}: no best checkpoint to evaluate ({checkpoint!r})")
-    model = DigitClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
+    model = DigitClassifier.load_from_checkpoint(best_checkpoint(run_dir), map_location="cpu")
     waves, labels = run_test_clips(Path(run_dir))
     return robustness(
         model, waves, labels, model.window, snr_db, seed, sample_rate=model.sample_rate
