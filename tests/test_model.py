@@ -26,19 +26,30 @@ def test_every_model_config_builds_a_compact_network(
     make_cfg: Callable[..., DictConfig], name: str, rows: int
 ) -> None:
     """A `model=` config composes, builds for 20 MFCCs (`best`) or 40 (`baseline`), gives
-    ten logits per clip and stays within the ~100k parameters a small classifier should need."""
+    ten logits per clip and stays within the ~100k parameters a small classifier should need
+    (`cnn_wide` has 84k with 20 MFCCs and 109k with 40: 110k is the bound)."""
     model = make_cfg(f"model={name}").model
     net = instantiate(model, input_shape=(1, rows, 201), n_classes=10).eval()
     assert net(torch.randn(2, 1, rows, 201)).shape == (2, 10)
-    assert sum(p.numel() for p in net.parameters()) <= 100_000
+    assert sum(p.numel() for p in net.parameters()) <= 110_000
 
 
-def test_wide_head_config_widens_only_the_reduction(make_cfg: Callable[..., DictConfig]) -> None:
-    plain = make_cfg("model=cnn").model
-    wide = make_cfg("model=cnn_wide_head").model
-    assert (plain.reduced_channels, wide.reduced_channels) == (16, 64)
-    plain.reduced_channels = 64
-    assert plain == wide
+@pytest.mark.parametrize(
+    ("derived", "base", "changes"),
+    [
+        ("cnn_wide_head", "cnn", {"reduced_channels": 64}),
+        ("cnn_wide", "cnn_wide_head", {"channels": [24, 48, 96]}),
+    ],
+)
+def test_a_wider_cnn_config_changes_only_what_its_name_says(
+    make_cfg: Callable[..., DictConfig], derived: str, base: str, changes: dict
+) -> None:
+    narrow = make_cfg(f"model={base}").model
+    wide = make_cfg(f"model={derived}").model
+    for key, value in changes.items():
+        assert wide[key] == value and narrow[key] != value
+        narrow[key] = value
+    assert narrow == wide
 
 
 def test_cnn_parameter_count_follows_its_config() -> None:
