@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from sdc.bench import bench, bench_devices
 from sdc.errors import SdcError
 
+
 @pytest.mark.slow
 def test_bench_writes_every_figure(make_cfg: Callable[..., DictConfig]) -> None:
     cfg = make_cfg(

@@ -1,6 +1,6 @@
 """The GPU path: augmentation, front end and mixed-precision training on CUDA.
 
-Skipped where torch sees no GPU (CI has none); run on a GPU machine with `pytest tests/test_cuda.py`.
+Skipped where torch sees no GPU (CI has none); on a GPU machine: `pytest tests/test_cuda.py`.
 """
 
 from __future__ import annotations
