@@ -14,9 +14,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from conftest import train_checkpoint
 from sdc.audio.features import MfccFrontend
 from sdc.module import DigitClassifier
-from sdc.train import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no GPU here")
 
@@ -51,19 +51,19 @@ def test_front_end_on_the_gpu_matches_the_cpu(normalize: str) -> None:
 
 
 def test_mixed_precision_training_on_the_gpu_leaves_a_checkpoint_for_the_cpu(
-    make_cfg: Callable[..., DictConfig],
+    tiny_fsdd: Path, tmp_path: Path
 ) -> None:
-    cfg = make_cfg(
+    best, metrics = train_checkpoint(
+        tiny_fsdd,
+        tmp_path / "run",
         "experiment=best",
         "trainer=gpu",
         "data.synthetic.voices=0",
         "trainer.max_epochs=3",
         "data.batch_size=16",
     )
-    metrics = train(cfg)
     assert math.isfinite(metrics["train_loss_epoch"])
     assert 0.0 <= metrics["test_acc"] <= 1.0
-    (best,) = sorted((Path(cfg.paths.output_dir) / "checkpoints").glob("epoch*.ckpt"))
     model = DigitClassifier.load_from_checkpoint(best, map_location="cpu").eval()
     windows = torch.randn(4, model.window) * 0.1
     with torch.no_grad():
