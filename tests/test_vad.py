@@ -58,6 +58,14 @@ def test_short_pauses_join_long_pauses_split_and_clicks_are_dropped() -> None:
     assert found[1] == pytest.approx((2.0, 2.3), abs=0.03)
 
 
+@pytest.mark.parametrize("noise", [0.0, 1e-5])
+def test_a_word_recorded_quietly_is_still_speech(noise: float) -> None:
+    # A sine peaking at -56 dBFS (frames at -59 dB): 20 dB below FSDD's quietest speaker.
+    found = seconds(find_speech(place(3.0, (1.2, burst(0.4, amplitude=0.0015)), noise=noise), RATE))
+    assert len(found) == 1
+    assert found[0] == pytest.approx((1.2, 1.6), abs=0.03)
+
+
 def test_a_quiet_word_in_loud_noise_is_missed_rather_than_the_noise_found() -> None:
     wave = place(3.0, (1.0, burst(0.4, amplitude=0.005)), noise=0.01)
     assert len(find_speech(wave, RATE)) == 0

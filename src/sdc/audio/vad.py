@@ -27,8 +27,11 @@ SILENCE_DB = -100.0
 class VadConfig:
     frame_seconds: float = 0.02
     hop_seconds: float = 0.01
-    threshold_db: float = -50.0
-    """Full scale is 0 dB: a frame quieter than this is never speech."""
+    threshold_db: float = -70.0
+    """Full scale is 0 dB: a frame quieter than this is never speech. Far below any voice: the
+    loudest 20 ms of FSDD's quietest speaker (theo) lie at -39 dB (median) down to -48 dB, and a
+    quieter microphone or a speaker further away takes 10-20 dB more off; a microphone's own
+    hiss lies lower still, and steady noise is turned away by `snr_db` anyway."""
     snr_db: float = 10.0
     """How far above the noise floor speech must rise somewhere (the high threshold)."""
     floor_percentile: float = 10.0
