@@ -112,6 +112,22 @@ def test_any_rate_depth_channels_and_container_gives_the_same_digit(
         assert answer.confidence == pytest.approx(reference.confidence, abs=0.1), answer
 
 
+@pytest.mark.parametrize("level", [1.0, 0.1, 0.01])
+def test_quiet_clips_with_an_offset_or_a_hum_are_still_speech(
+    recognizer: Recognizer, level: float
+) -> None:
+    clip = level * digit_tone(4, 1, 0).astype(np.float32)
+    peak = float(np.abs(clip).max())
+    t = np.arange(len(clip)) / SAMPLE_RATE
+    hum = clip + peak / 3 * np.sin(2 * np.pi * 50 * t).astype(np.float32)
+    offset = clip + np.float32(peak / 3)
+    reference, hummed, shifted = recognizer.predict_waves([clip, hum, offset])
+    assert reference.speech and hummed.speech and shifted.speech
+    # The offset is taken off before the clip meets the window's zero padding: no trace left.
+    assert shifted.top[0][0] == reference.top[0][0]
+    assert shifted.confidence == pytest.approx(reference.confidence, abs=1e-4)
+
+
 def test_a_long_recording_is_classified_around_its_speech(recognizer: Recognizer) -> None:
     clip = digit_tone(7, 1, 2)
     wave, [(start, end)] = join([clip], [4.0], noise=0.001, lead=5.0)

@@ -43,6 +43,21 @@ def test_silence_and_steady_noise_are_not_speech(wave: np.ndarray) -> None:
     assert len(find_speech(wave, RATE)) == 0
 
 
+@pytest.mark.parametrize(
+    "steady",
+    [np.full(3 * RATE, 0.07), burst(3.0, 0.07, freq=50.0), burst(3.0, 0.07, freq=60.0)],
+    ids=["DC offset", "50 Hz hum", "60 Hz hum"],
+)
+def test_a_word_under_an_offset_or_a_hum_is_found_and_they_alone_are_not(
+    steady: np.ndarray,
+) -> None:
+    # A third of the word's peak: unfiltered, this raises the floor above the word.
+    assert len(find_speech(steady, RATE)) == 0
+    found = seconds(find_speech(place(3.0, (1.2, burst(0.4))) + steady, RATE))
+    assert len(found) == 1
+    assert found[0] == pytest.approx((1.2, 1.6), abs=0.03)
+
+
 def test_short_pauses_join_long_pauses_split_and_clicks_are_dropped() -> None:
     cfg = VadConfig()
     wave = place(

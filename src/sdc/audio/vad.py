@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import signal
 
 SILENCE_DB = -100.0
 """The energy of a frame of zeros (the floor of the log)."""
@@ -37,6 +38,25 @@ class VadConfig:
     floor_percentile: float = 10.0
     min_speech_seconds: float = 0.08
     min_silence_seconds: float = 0.15
+    highpass_hz: float = 150.0
+    """Energy below this is not counted. A DC offset or mains hum (50/60 Hz) is steady, so it
+    fills the quiet between words and raises the noise floor until the words no longer rise
+    10 dB above it: with a hum or an offset at a third of the speech's peak, no FSDD clip was
+    found. A voice's energy lies above (men's pitch starts near 85 Hz, and its harmonics and
+    formants carry far more). 0 turns the filter off."""
+
+
+def highpass(x: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
+    """`x` through a 2nd-order Butterworth high-pass (-16 dB at 60 Hz, -19 at 50 for 150 Hz).
+
+    Steeper filters ring for tens of milliseconds after a word that stops abruptly, which in a
+    silent recording joins the ringing to the word. The filter starts as if `x[0]` had always
+    been there, so an offset does not ring at the start of the recording like a click."""
+    if cutoff_hz <= 0 or len(x) == 0 or cutoff_hz >= sample_rate / 2:
+        return x
+    sos = signal.butter(2, cutoff_hz, "highpass", fs=sample_rate, output="sos")
+    filtered, _ = signal.sosfilt(sos, x, zi=signal.sosfilt_zi(sos) * x[0])
+    return filtered
 
 
 def frame_energy_db(wave: npt.ArrayLike, sample_rate: int, cfg: VadConfig) -> np.ndarray:
@@ -63,7 +83,7 @@ def find_speech(wave: npt.ArrayLike, sample_rate: int, cfg: VadConfig | None = N
     """The speech in `wave` as an (N, 2) array of [start, end) sample indices, in order."""
     cfg = cfg or VadConfig()
     x = np.asarray(wave, dtype=np.float64).reshape(-1)
-    db = frame_energy_db(x, sample_rate, cfg)
+    db = frame_energy_db(highpass(x, sample_rate, cfg.highpass_hz), sample_rate, cfg)
     hop = max(1, round(cfg.hop_seconds * sample_rate))
     frame = max(1, round(cfg.frame_seconds * sample_rate))
 
