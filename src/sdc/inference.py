@@ -24,7 +24,7 @@ import torch
 
 from sdc.audio.io import read_audio
 from sdc.audio.vad import VadConfig, find_speech
-from sdc.audio.window import fit_to_window
+from sdc.audio.window import centre_recording
 from sdc.checkpoint import METADATA_KEY, ModelInfo
 from sdc.errors import SdcError
 
@@ -187,16 +187,9 @@ class Recognizer:
         return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def centred(self, clip: npt.ArrayLike) -> np.ndarray:
-        """A clip placed in the middle of the window (cropped if longer), as evaluation does.
-
-        Its mean is taken off first: a recording's DC offset (a cheap sound card's, or
-        nicolas's in FSDD) carries no digit, and between the clip and the zero padding it would
-        be a step, heard as a click at each end. With an offset of a third of the speech's
-        peak, a model that got 95 of 100 of theo's clips right (round 7 of docs/accuracy.md,
-        theo held out) got 91 without this, 95 with it."""
-        clip = np.asarray(clip, dtype=np.float32).reshape(-1)
-        wave = torch.as_tensor(clip - np.float32(clip.mean(dtype=np.float64))).reshape(1, -1)
-        return fit_to_window(wave, torch.tensor([wave.shape[1]]), self.window)[0].numpy()
+        """A clip placed in the middle of the window (cropped if longer), as evaluation does,
+        less its DC offset (`centre_recording`)."""
+        return centre_recording(clip, self.window)
 
     def segment_window(self, wave: np.ndarray, start: int, end: int) -> np.ndarray:
         """The window for the speech in wave[start:end], with a little padding, centred."""
