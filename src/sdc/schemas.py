@@ -56,8 +56,19 @@ class FeaturesSchema:
     normalize: str = "global"
 
 
+@dataclass
+class SpeechEmbeddingSchema:
+    _target_: str = "sdc.audio.embedding.SpeechEmbeddingFrontend"
+    sample_rate: int = 8000
+    clip_seconds: float = 2.3
+    weights_dir: str = MISSING
+    normalize: str = "global"
+
+
 def register() -> None:
-    """Make the schemas available to the defaults lists as `base_data` and `base_features`."""
+    """Make the schemas available to the defaults lists as `base_data`, `base_features` (MFCC
+    and log-mel) and `base_speech_embedding`."""
     store = ConfigStore.instance()
     store.store(group="data", name="base_data", node=DataSchema)
     store.store(group="features", name="base_features", node=FeaturesSchema)
+    store.store(group="features", name="base_speech_embedding", node=SpeechEmbeddingSchema)

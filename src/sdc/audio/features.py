@@ -157,18 +157,26 @@ class MfccFrontend(nn.Module):
     @torch.no_grad()
     def fit(self, batches: Iterable[torch.Tensor]) -> None:
         """Set the global statistics from clean training windows (streamed, in float64)."""
-        total = torch.zeros(self.n_features, 1, dtype=torch.float64)
-        total_sq = torch.zeros_like(total)
-        count = 0
-        for windows in batches:
-            feats = self.raw(windows.to(self.mean.device)).double().cpu()
-            total += feats.sum(dim=(0, 1, 3)).unsqueeze(1)
-            total_sq += (feats**2).sum(dim=(0, 1, 3)).unsqueeze(1)
-            count += feats.shape[0] * feats.shape[3]
-        if count == 0:
-            raise ValueError("cannot fit feature statistics on no data")
-        mean = total / count
-        std = (total_sq / count - mean**2).clamp(min=1e-8).sqrt()
-        self.mean.copy_(mean.float())
-        self.std.copy_(std.float())
+        mean, std = feature_statistics(self.raw(w.to(self.mean.device)) for w in batches)
+        self.mean.copy_(mean)
+        self.std.copy_(std)
         self.fitted.fill_(True)
+
+
+@torch.no_grad()
+def feature_statistics(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation (n, 1) of each feature row of (B, 1, n, frames) batches,
+    over all clips and frames; streamed and summed in float64, returned in float32."""
+    total: torch.Tensor | float = 0.0
+    total_sq: torch.Tensor | float = 0.0
+    count = 0
+    for features in batches:
+        feats = features.double().cpu()
+        total = total + feats.sum(dim=(0, 1, 3)).unsqueeze(1)
+        total_sq = total_sq + (feats**2).sum(dim=(0, 1, 3)).unsqueeze(1)
+        count += feats.shape[0] * feats.shape[3]
+    if count == 0:
+        raise ValueError("cannot fit feature statistics on no data")
+    mean = total / count
+    std = (total_sq / count - mean**2).clamp(min=1e-8).sqrt()
+    return mean.float(), std.float()

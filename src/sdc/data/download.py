@@ -92,7 +92,7 @@ def download_fsdd(
     try:
         archive = workdir / "fsdd.tar.gz"
         log.info("Downloading FSDD from %s", url)
-        _fetch(url, archive, progress=progress, timeout=timeout)
+        fetch(url, archive, progress=progress, timeout=timeout)
 
         extracted = workdir / "extracted"
         extracted.mkdir()
@@ -130,8 +130,16 @@ def _check_target_free(target: Path) -> None:
         )
 
 
-def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
-    """Stream `url` into `dest`; any network problem becomes one SdcError with the offline hint."""
+def fetch(
+    url: str,
+    dest: Path,
+    progress: bool,
+    timeout: float,
+    what: str = "FSDD",
+    hint: str = _OFFLINE_HINT,
+) -> None:
+    """Stream `url` into `dest`; any network problem becomes one SdcError naming `what`, with
+    `hint` (what to do without internet)."""
     total: int | None = None
     received = 0
     try:
@@ -145,7 +153,7 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
                     unit="B",
                     unit_scale=True,
                     unit_divisor=1024,
-                    desc="FSDD",
+                    desc=what,
                     disable=not (progress and total),
                 ) as bar,
             ):
@@ -155,22 +163,19 @@ def _fetch(url: str, dest: Path, progress: bool, timeout: float) -> None:
                     bar.update(len(chunk))
     except urllib.error.HTTPError as exc:
         raise SdcError(
-            f"downloading FSDD from {url} failed: HTTP {exc.code} {_one_line(exc.reason)}; "
-            f"{_OFFLINE_HINT}"
+            f"downloading {what} from {url} failed: HTTP {exc.code} {_one_line(exc.reason)}; {hint}"
         ) from exc
     except urllib.error.URLError as exc:
         raise SdcError(
-            f"downloading FSDD from {url} failed: {_one_line(exc.reason)}; {_OFFLINE_HINT}"
+            f"downloading {what} from {url} failed: {_one_line(exc.reason)}; {hint}"
         ) from exc
     except (TimeoutError, HTTPException, ConnectionError) as exc:
         raise SdcError(
-            f"downloading FSDD from {url} failed: {_one_line(exc) or type(exc).__name__}; "
-            f"{_OFFLINE_HINT}"
+            f"downloading {what} from {url} failed: {_one_line(exc) or type(exc).__name__}; {hint}"
         ) from exc
     if total is not None and received != total:
         raise SdcError(
-            f"downloading FSDD from {url} failed: got {received} bytes, expected {total}; "
-            f"{_OFFLINE_HINT}"
+            f"downloading {what} from {url} failed: got {received} bytes, expected {total}; {hint}"
         )
 
 

@@ -11,10 +11,14 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
+def _is_conv(layer: nn.Module) -> bool:
+    return isinstance(layer, (nn.Conv1d, nn.Conv2d))
+
+
 def _fuse_sequence(layers: nn.Sequential) -> nn.Sequential:
     fused: list[nn.Module] = []
     for layer in layers:
-        if isinstance(layer, nn.BatchNorm2d) and fused and isinstance(fused[-1], nn.Conv2d):
+        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)) and fused and _is_conv(fused[-1]):
             fused[-1] = fuse_conv_bn_eval(fused[-1], layer)
         else:
             fused.append(layer)
@@ -22,7 +26,8 @@ def _fuse_sequence(layers: nn.Sequential) -> nn.Sequential:
 
 
 def fuse_conv_bn(module: nn.Module) -> nn.Module:
-    """Fuse every Conv2d directly followed by a BatchNorm2d inside `nn.Sequential`s, in place.
+    """Fuse every 1-D or 2-D convolution directly followed by a batch norm inside
+    `nn.Sequential`s, in place.
 
     Only for a module in eval mode: training needs the batch statistics.
     """

@@ -1,0 +1,112 @@
+"""A pretrained front end: waveform window in, a sequence of Google speech embeddings out.
+
+The MFCC front end leaves everything about voices to a network trained on FSDD's six men. This
+one starts from a network that heard a large corpus of speech (`sdc.pretrained.speech_embedding`)
+and keeps it frozen, so a model trains only a small head on top (`model=embedding_head`), and a
+voice, accent or microphone FSDD lacks is less new to it.
+
+It is part of the model like the MFCC front end: the frozen weights are buffers and parameters of
+this module, saved in every checkpoint and export, so inference needs neither the download nor
+the `onnx` package. They are loaded, with the normalization statistics, by `fit`, which training
+calls once before the first epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+import torchaudio
+from torch import nn
+
+from sdc.audio.features import feature_statistics
+from sdc.audio.vtlp import warp_spectrum
+from sdc.pretrained import fetch
+from sdc.pretrained.speech_embedding import DIM, SAMPLE_RATE, SpeechEmbedding
+
+NORMALIZATIONS = ("global", "none")
+
+
+class SpeechEmbeddingFrontend(nn.Module):
+    """(B, window) waveforms at `sample_rate` -> (B, 1, 96, steps) embeddings, one every 80 ms.
+
+    The clip is resampled to the embedding's 16 kHz (8 kHz audio has nothing above 4 kHz, and
+    that is the same in training and use). `normalize="global"` standardizes each of the 96
+    numbers with the mean and standard deviation of the clean training windows, as the MFCC
+    front end's `global` does; `none` keeps them raw.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 8000,
+        clip_seconds: float = 2.3,
+        weights_dir: str = "data/pretrained",
+        normalize: str = "global",
+    ) -> None:
+        super().__init__()
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+        self.sample_rate = sample_rate
+        self.window = round(clip_seconds * sample_rate)
+        self.weights_dir = weights_dir
+        self.normalize = normalize
+        self.resample = (
+            torchaudio.transforms.Resample(sample_rate, SAMPLE_RATE)
+            if sample_rate != SAMPLE_RATE
+            else nn.Identity()
+        )
+        self.embedding = SpeechEmbedding()
+        resampled = self.resample(torch.zeros(1, self.window)).shape[-1]
+        self.steps = SpeechEmbedding.steps(resampled)
+        if self.steps < 1:
+            raise ValueError(
+                f"clip_seconds={clip_seconds}: the speech embedding needs windows of at least 0.8 s"
+            )
+        self.register_buffer("mean", torch.zeros(DIM, 1))
+        self.register_buffer("std", torch.ones(DIM, 1))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """(channels, embedding size, steps) of one clip's features."""
+        return (1, DIM, self.steps)
+
+    def raw(self, windows: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings (B, 1, 96, steps) before normalization.
+
+        `warp`: a VTLP factor per clip (training only), applied to the 16 kHz power spectrum.
+        """
+        embedding = self.embedding
+        power = embedding.power(self.resample(windows))
+        if warp is not None:
+            power = warp_spectrum(power, warp)
+        return embedding.embed(embedding.log_mel(power)).transpose(1, 2).unsqueeze(1)
+
+    def forward(self, windows: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalized embeddings (B, 1, 96, steps), always in float32 (see `MfccFrontend`)."""
+        if torch.is_autocast_enabled(windows.device.type):
+            with torch.autocast(windows.device.type, enabled=False):
+                return self.forward(windows.float(), warp)
+        features = self.raw(windows, warp)
+        if self.normalize == "global":
+            return (features - self.mean) / self.std
+        return features
+
+    @torch.no_grad()
+    def load_pretrained(self) -> None:
+        """Copy the pinned weights in (downloading them into `weights_dir` on first use)."""
+        folder = fetch.weight_files(Path(self.weights_dir))
+        self.embedding.load_onnx(
+            fetch.read_initializers(folder / "melspectrogram.onnx"),
+            fetch.read_initializers(folder / "embedding_model.onnx"),
+        )
+
+    @torch.no_grad()
+    def fit(self, batches: Iterable[torch.Tensor]) -> None:
+        """Load the pretrained weights, then set the statistics from clean training windows."""
+        self.load_pretrained()
+        mean, std = feature_statistics(self.raw(w.to(self.mean.device)) for w in batches)
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+        self.fitted.fill_(True)

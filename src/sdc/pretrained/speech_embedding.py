@@ -1,0 +1,130 @@
+"""Google's speech embedding (Lin et al. 2020, arXiv:2002.01322), ported to PyTorch.
+
+A small convolutional network trained by Google on a large corpus of speech to make keyword
+spotting work from few examples: 76 log-mel frames (0.775 s at 16 kHz) in, 96 numbers out. It
+heard far more voices, accents and microphones than FSDD's six men, which is what a recognizer of
+new voices lacks most: a logistic regression on its pooled embeddings of clean FSDD clips, trained
+on five speakers, recognized the sixth at 96.9% on average (93.2% the worst; docs/accuracy.md,
+round 9), where sdc's own CNN, trained for it with every augmentation, reached 88.5% (77.0%).
+
+The weights are openWakeWord's ONNX conversion of Google's TF-Hub module (Apache-2.0), read from
+openWakeWord's pinned wheel (`sdc.pretrained.fetch`). The port is exact (tested against ONNX
+Runtime) and fully convolutional: every convolution is "valid" in time and the time axis is
+pooled by 2 three times, so one pass over a whole window gives the embedding of every 76-frame
+stretch starting at a multiple of 8 frames, as openWakeWord computes them one by one, at a sixth
+of the cost.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+SAMPLE_RATE = 16000
+N_FFT = 512
+HOP = 160
+N_MELS = 32
+CONTEXT_FRAMES = 76
+"""Log-mel frames per embedding (0.775 s)."""
+STRIDE_FRAMES = 8
+"""Frames between successive embeddings (80 ms)."""
+DIM = 96
+TOP_DB = 80.0
+
+# The network, in order: (kernel height over time, width over mel bands, in, out), with "P" for
+# 2x2 max pooling and "p" for pooling over the bands only. Widths of 3 are padded by one band on
+# each side; every convolution is unpadded in time.
+LAYERS: tuple[tuple[int, int, int, int] | str, ...] = (
+    (3, 3, 1, 24), (1, 3, 24, 24), (3, 1, 24, 24), "P",
+    (1, 3, 24, 48), (3, 1, 48, 48), (1, 3, 48, 48), (3, 1, 48, 48), "p",
+    (1, 3, 48, 72), (3, 1, 72, 72), (1, 3, 72, 72), (3, 1, 72, 72), "P",
+    (1, 3, 72, 96), (3, 1, 96, 96), (1, 3, 96, 96), (3, 1, 96, 96), "p",
+    (1, 3, 96, 96), (3, 1, 96, 96), (1, 3, 96, 96), (3, 1, 96, 96), "P",
+)  # fmt: skip
+LEAK = 0.2
+FLOOR = -0.4
+"""Each activation is max(leaky_relu(x, 0.2), -0.4), as in the original."""
+
+
+class _Activation(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.leaky_relu(x, LEAK).clamp_min(FLOOR)
+
+
+def _network() -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for layer in LAYERS:
+        if layer == "P":
+            layers.append(nn.MaxPool2d(2))
+        elif layer == "p":
+            layers.append(nn.MaxPool2d((1, 2)))
+        else:
+            height, width, c_in, c_out = layer
+            layers += [
+                nn.Conv2d(c_in, c_out, (height, width), padding=(0, width // 2)),
+                _Activation(),
+            ]
+    # The last layer: 3 frames x 1 band -> one 96-number embedding, no bias, no activation.
+    layers.append(nn.Conv2d(DIM, DIM, (3, 1), bias=False))
+    return nn.Sequential(*layers)
+
+
+class SpeechEmbedding(nn.Module):
+    """16 kHz waveforms (B, samples) in [-1, 1] -> embeddings (B, steps, 96), frozen.
+
+    The log-mel front end is the original's: a 512-point STFT every 10 ms without centring
+    (its kernels are part of the weights), 32 mel bands, power in dB floored 80 dB below the
+    clip's loudest, then x / 10 + 2. The floor is taken per clip; openWakeWord's ONNX graph takes
+    it over its whole input, which it feeds one clip at a time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("stft_real", torch.zeros(N_FFT // 2 + 1, 1, N_FFT))
+        self.register_buffer("stft_imag", torch.zeros(N_FFT // 2 + 1, 1, N_FFT))
+        self.register_buffer("mel", torch.zeros(N_FFT // 2 + 1, N_MELS))
+        self.network = _network()
+        self.requires_grad_(False)
+
+    @staticmethod
+    def steps(samples: int) -> int:
+        """Embeddings in a window of `samples` samples at 16 kHz."""
+        frames = (samples - N_FFT) // HOP + 1
+        return (frames - CONTEXT_FRAMES) // STRIDE_FRAMES + 1
+
+    def power(self, waves: torch.Tensor) -> torch.Tensor:
+        """Power spectrogram (B, 1, 257, frames) of 16 kHz waveforms in [-1, 1]."""
+        x = (waves * 32767.0).unsqueeze(1)  # the original was fed 16-bit sample values
+        real = nn.functional.conv1d(x, self.stft_real, stride=HOP)
+        imag = nn.functional.conv1d(x, self.stft_imag, stride=HOP)
+        return (real.square() + imag.square()).unsqueeze(1)
+
+    def log_mel(self, power: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 257, frames) power -> (B, 1, frames, 32): the network's input image."""
+        mel = torch.matmul(power.transpose(-1, -2), self.mel).clamp_min(1e-10)
+        decibels = 10.0 / math.log(10.0) * mel.log()
+        floor = decibels.amax(dim=(-2, -1), keepdim=True) - TOP_DB
+        return torch.maximum(decibels, floor) / 10.0 + 2.0
+
+    def embed(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """(B, 1, frames, 32) -> (B, steps, 96)."""
+        return self.network(log_mel).squeeze(-1).transpose(1, 2)
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        return self.embed(self.log_mel(self.power(waves)))
+
+    def load_onnx(
+        self, melspectrogram: dict[str, torch.Tensor], embedding: dict[str, torch.Tensor]
+    ) -> None:
+        """Copy the weights from openWakeWord's two ONNX graphs (their initializers by name)."""
+        self.stft_real.copy_(melspectrogram["0.stft.conv_real.weight"])
+        self.stft_imag.copy_(melspectrogram["0.stft.conv_imag.weight"])
+        self.mel.copy_(melspectrogram["1.melW"])
+        convs = [m for m in self.network if isinstance(m, nn.Conv2d)]
+        for i, conv in enumerate(convs[:-1]):
+            name = "model/conv2d" + (f"_{i}" if i else "") + "/Conv2D"
+            conv.weight.copy_(embedding[f"{name}_weights_fused_bn"])
+            conv.bias.copy_(embedding[f"{name}_bias_fused_bn"])
+        convs[-1].weight.copy_(embedding[f"model/conv2d_{len(convs) - 1}/Conv2D/ReadVariableOp:0"])
