@@ -1,0 +1,270 @@
+"""The speech embedding: its PyTorch port, its pinned weights, and models built on it."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchaudio
+from omegaconf import DictConfig
+from torch import nn
+
+from sdc.audio.embedding import SpeechEmbeddingFrontend
+from sdc.checkpoint import load_classifier
+from sdc.errors import SdcError
+from sdc.pretrained import fetch
+from sdc.pretrained.speech_embedding import (
+    CONTEXT_FRAMES,
+    HOP,
+    N_FFT,
+    STRIDE_FRAMES,
+    SpeechEmbedding,
+)
+
+
+def stand_in(embedding: SpeechEmbedding, seed: int = 0) -> SpeechEmbedding:
+    """Weights shaped like the real ones, for tests that must not download: a Hann-windowed
+    DFT, mel filters from 60 Hz to 3.8 kHz, seeded random convolutions."""
+    t = torch.arange(N_FFT, dtype=torch.float64)
+    k = torch.arange(N_FFT // 2 + 1, dtype=torch.float64).unsqueeze(1)
+    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
+    angle = 2 * torch.pi * k * t / N_FFT
+    fbanks = torchaudio.functional.melscale_fbanks(N_FFT // 2 + 1, 60.0, 3800.0, 32, 16000)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        embedding.stft_real.copy_((torch.cos(angle) * window).unsqueeze(1).float())
+        embedding.stft_imag.copy_((-torch.sin(angle) * window).unsqueeze(1).float())
+        embedding.mel.copy_(fbanks)
+        for conv in embedding.network:
+            if isinstance(conv, nn.Conv2d):
+                fan_in = conv.weight[0].numel()
+                scale = 1.5 / fan_in**0.5  # activations keep their size through 20 layers
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * scale)
+                if conv.bias is not None:
+                    conv.bias.copy_(torch.randn(conv.bias.shape, generator=generator) * 0.1)
+    return embedding
+
+
+def speech_like(seconds: float, seed: int, rate: int = 16000) -> torch.Tensor:
+    """A gliding harmonic tone with a noise burst: enough structure for every layer to see."""
+    generator = torch.Generator().manual_seed(seed)
+    t = torch.arange(int(seconds * rate)) / rate
+    pitch = 120 + 60 * t / seconds
+    phase = 2 * torch.pi * torch.cumsum(pitch, 0) / rate
+    wave = sum(torch.sin(h * phase) / h for h in range(1, 8))
+    burst = torch.randn(len(t), generator=generator) * (t > seconds / 2) * (t < seconds / 2 + 0.1)
+    return (0.2 * wave * torch.hann_window(len(t)) + 0.05 * burst).float()
+
+
+def test_one_pass_gives_the_embedding_of_every_76_frame_stretch() -> None:
+    """The port runs the network once over a whole window; openWakeWord runs it on each 76-frame
+    stretch, 8 frames apart. Equal, because time is never padded and is pooled by 8 in all."""
+    net = stand_in(SpeechEmbedding())
+    wave = speech_like(1.6, seed=1).unsqueeze(0)
+    with torch.no_grad():
+        log_mel = net.log_mel(net.power(wave))
+        whole = net.embed(log_mel)[0]
+        frames = log_mel.shape[-2]
+        one_by_one = torch.stack(
+            [
+                net.embed(log_mel[:, :, start : start + CONTEXT_FRAMES])[0, 0]
+                for start in range(0, frames - CONTEXT_FRAMES + 1, STRIDE_FRAMES)
+            ]
+        )
+    assert frames == (wave.shape[-1] - N_FFT) // HOP + 1
+    assert whole.shape == one_by_one.shape == (SpeechEmbedding.steps(wave.shape[-1]), 96)
+    assert whole.abs().max() > 0.1
+    assert (whole - one_by_one).abs().max() < 1e-5 * whole.abs().max()
+
+
+def test_a_clips_embedding_does_not_depend_on_the_clips_beside_it() -> None:
+    """The 80 dB floor is each clip's own (the ONNX graph takes it over its whole input)."""
+    net = stand_in(SpeechEmbedding())
+    quiet = 0.001 * speech_like(1.2, seed=2)
+    loud = speech_like(1.2, seed=3)
+    with torch.no_grad():
+        alone = net(quiet.unsqueeze(0))
+        beside = net(torch.stack([quiet, loud]))[:1]
+    assert (alone - beside).abs().max() < 1e-5 * alone.abs().max()
+
+
+def test_load_onnx_puts_every_weight_in_its_layer() -> None:
+    net = SpeechEmbedding()
+    convs = [m for m in net.network if isinstance(m, nn.Conv2d)]
+    mel = {
+        "0.stft.conv_real.weight": torch.randn(net.stft_real.shape),
+        "0.stft.conv_imag.weight": torch.randn(net.stft_imag.shape),
+        "1.melW": torch.randn(net.mel.shape),
+    }
+    emb: dict[str, torch.Tensor] = {}
+    for i, conv in enumerate(convs[:-1]):
+        name = "model/conv2d" + (f"_{i}" if i else "") + "/Conv2D"
+        emb[f"{name}_weights_fused_bn"] = torch.randn(conv.weight.shape)
+        emb[f"{name}_bias_fused_bn"] = torch.randn(conv.bias.shape)
+    emb[f"model/conv2d_{len(convs) - 1}/Conv2D/ReadVariableOp:0"] = torch.randn(
+        convs[-1].weight.shape
+    )
+    net.load_onnx(mel, emb)
+    assert len(convs) == 20
+    assert torch.equal(net.stft_imag, mel["0.stft.conv_imag.weight"])
+    assert torch.equal(net.mel, mel["1.melW"])
+    assert torch.equal(convs[7].weight, emb["model/conv2d_7/Conv2D_weights_fused_bn"])
+    assert torch.equal(convs[0].bias, emb["model/conv2d/Conv2D_bias_fused_bn"])
+    assert torch.equal(convs[-1].weight, emb["model/conv2d_19/Conv2D/ReadVariableOp:0"])
+    assert not any(p.requires_grad for p in net.parameters())
+
+
+# -- the pinned weights: downloaded from a local server standing in for PyPI ------------------
+
+FAKE = {"melspectrogram.onnx": b"mel graph bytes", "embedding_model.onnx": b"embedding bytes"}
+FAKE_DIGESTS = {name: hashlib.sha256(data).hexdigest() for name, data in FAKE.items()}
+
+
+def _wheel(path: Path, files: dict[str, bytes], extra: dict[str, bytes] | None = None) -> str:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(f"{fetch.MEMBER_FOLDER}/{name}", data)
+        for name, data in (extra or {}).items():
+            archive.writestr(name, data)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _nothing_staged(cache: Path) -> bool:
+    return not [p for p in cache.iterdir() if p.name.startswith(".")] if cache.is_dir() else True
+
+
+def test_weights_are_downloaded_checked_and_only_the_two_files_taken(
+    server: tuple[Path, str], tmp_path: Path
+) -> None:
+    root, url = server
+    digest = _wheel(root / "w.whl", FAKE, extra={"../../evil.txt": b"x", "other/a.onnx": b"y"})
+    cache = tmp_path / "cache"
+    folder = fetch.weight_files(cache, f"{url}/w.whl", digest, FAKE_DIGESTS)
+    assert folder == cache / fetch.FOLDER
+    assert sorted(p.name for p in folder.iterdir()) == sorted(FAKE)
+    assert (folder / "embedding_model.onnx").read_bytes() == FAKE["embedding_model.onnx"]
+    assert not (tmp_path / "evil.txt").exists() and _nothing_staged(cache)
+    # Found in place the second time: the server is not asked again.
+    (root / "w.whl").unlink()
+    assert fetch.weight_files(cache, f"{url}/w.whl", digest, FAKE_DIGESTS) == folder
+
+
+def test_a_changed_wheel_or_member_keeps_nothing(server: tuple[Path, str], tmp_path: Path) -> None:
+    root, url = server
+    digest = _wheel(root / "w.whl", FAKE)
+    cache = tmp_path / "cache"
+    with pytest.raises(SdcError, match="SHA-256 is not"):
+        fetch.weight_files(cache, f"{url}/w.whl", "0" * 64, FAKE_DIGESTS)
+    bad = {**FAKE_DIGESTS, "melspectrogram.onnx": "f" * 64}
+    with pytest.raises(SdcError, match=r"melspectrogram\.onnx has not the pinned SHA-256"):
+        fetch.weight_files(cache, f"{url}/w.whl", digest, bad)
+    with pytest.raises(SdcError, match="the wheel has no"):
+        fetch.weight_files(cache, f"{url}/w.whl", _wheel(root / "w.whl", {}), FAKE_DIGESTS)
+    assert not (cache / fetch.FOLDER).exists() and _nothing_staged(cache)
+
+
+def test_offline_and_tampered_copies_are_one_line_errors(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with pytest.raises(SdcError, match=r"without internet, put melspectrogram\.onnx"):
+        fetch.weight_files(cache, "http://127.0.0.1:9/none.whl", "0" * 64, FAKE_DIGESTS, 2.0)
+    folder = cache / fetch.FOLDER
+    folder.mkdir(parents=True)
+    for name, data in FAKE.items():
+        (folder / name).write_bytes(data)
+    assert fetch.weight_files(cache, "http://127.0.0.1:9/none.whl", "0", FAKE_DIGESTS) == folder
+    (folder / "melspectrogram.onnx").write_bytes(b"changed")
+    with pytest.raises(SdcError, match=r"onnx: SHA-256 is not .* Remove the folder"):
+        fetch.weight_files(cache, "http://127.0.0.1:9/none.whl", "0", FAKE_DIGESTS)
+    (folder / "melspectrogram.onnx").unlink()
+    with pytest.raises(SdcError, match=r"melspectrogram\.onnx: missing"):
+        fetch.weight_files(cache, "http://127.0.0.1:9/none.whl", "0", FAKE_DIGESTS)
+    assert (folder / "embedding_model.onnx").read_bytes() == FAKE["embedding_model.onnx"]
+
+
+# -- the real weights, from PyPI ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pinned ONNX files: from SDC_PRETRAINED_DIR, else downloaded from PyPI (16 MB)."""
+    import os
+
+    cache = os.environ.get("SDC_PRETRAINED_DIR") or tmp_path_factory.mktemp("pretrained")
+    try:
+        return fetch.weight_files(cache)
+    except SdcError as err:
+        if "downloading" in str(err):
+            pytest.skip(f"no copy of the speech embedding's weights and no PyPI: {err}")
+        raise
+
+
+def test_the_port_matches_openwakewords_onnx_graphs(real_weights: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    net = SpeechEmbedding()
+    net.load_onnx(
+        fetch.read_initializers(real_weights / "melspectrogram.onnx"),
+        fetch.read_initializers(real_weights / "embedding_model.onnx"),
+    )
+    mel = ort.InferenceSession(str(real_weights / "melspectrogram.onnx"))
+    emb = ort.InferenceSession(str(real_weights / "embedding_model.onnx"))
+    wave = speech_like(1.5, seed=4)
+    # openWakeWord's own steps: 16-bit sample values in, x / 10 + 2, 76-frame stretches.
+    spec = mel.run(None, {"input": (wave.numpy() * 32767)[None]})[0].squeeze() / 10 + 2
+    starts = range(0, spec.shape[0] - CONTEXT_FRAMES + 1, STRIDE_FRAMES)
+    stretches = np.stack([spec[s : s + CONTEXT_FRAMES] for s in starts])[..., None]
+    expected = emb.run(None, {"input_1": stretches.astype(np.float32)})[0].reshape(-1, 96)
+    with torch.no_grad():
+        got = net(wave.unsqueeze(0))[0].numpy()
+    assert got.shape == expected.shape == (len(starts), 96)
+    assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
+
+
+# -- a model on the embedding: trained, saved, reloaded, exported -------------------------------
+
+
+@pytest.fixture
+def stand_in_weights(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Training loads `stand_in` weights instead of downloading the real ones."""
+    monkeypatch.setattr(
+        SpeechEmbeddingFrontend, "load_pretrained", lambda self: stand_in(self.embedding)
+    )
+    yield
+
+
+@pytest.mark.slow
+def test_a_model_on_the_embedding_trains_and_its_checkpoint_carries_the_weights(
+    make_cfg: Callable[..., DictConfig], stand_in_weights: None, tmp_path: Path
+) -> None:
+    from sdc.export import export_onnx
+    from sdc.inference import Recognizer
+    from sdc.train import train
+
+    cfg = make_cfg(
+        "features=speech_embedding",
+        "model=embedding_head",
+        "trainer.max_epochs=2",
+        f"features.weights_dir={tmp_path / 'never_used'}",
+    )
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test_acc"] <= 1.0
+    best = next((Path(cfg.paths.output_dir) / "checkpoints").glob("epoch*.ckpt"))
+    model = load_classifier(best)
+    expected = stand_in(SpeechEmbedding())
+    assert bool(model.frontend.fitted)
+    assert torch.equal(model.frontend.embedding.mel, expected.mel)
+    assert torch.equal(model.frontend.embedding.network[0].weight, expected.network[0].weight)
+    assert model.frontend.std.min() > 0 and model.frontend.mean.abs().sum() > 0
+    assert not (tmp_path / "never_used").exists(), "a checkpoint needs no download"
+
+    windows = torch.stack([speech_like(2.3, seed=s, rate=8000) for s in range(3)])
+    with torch.no_grad():
+        logits = model(windows)
+        fused = model.for_inference()(windows)
+    assert torch.allclose(logits, fused, atol=1e-4)
+    onnx = Recognizer.load(export_onnx(model, tmp_path / "model.onnx"))
+    assert np.abs(onnx.backend(windows.numpy()) - logits.numpy()).max() < 2e-3
