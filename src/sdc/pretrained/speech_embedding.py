@@ -85,7 +85,9 @@ class SpeechEmbedding(nn.Module):
         self.register_buffer("stft_real", torch.zeros(N_FFT // 2 + 1, 1, N_FFT))
         self.register_buffer("stft_imag", torch.zeros(N_FFT // 2 + 1, 1, N_FFT))
         self.register_buffer("mel", torch.zeros(N_FFT // 2 + 1, N_MELS))
-        self.network = _network()
+        # channels_last: a third faster on a CPU (0.57-0.65 s against 0.79-0.93 s for 50 windows
+        # on one thread of the 2-core VM, while two trainings shared its cores).
+        self.network = _network().to(memory_format=torch.channels_last)
         self.requires_grad_(False)
 
     @staticmethod
@@ -110,7 +112,8 @@ class SpeechEmbedding(nn.Module):
 
     def embed(self, log_mel: torch.Tensor) -> torch.Tensor:
         """(B, 1, frames, 32) -> (B, steps, 96)."""
-        return self.network(log_mel).squeeze(-1).transpose(1, 2)
+        image = log_mel.contiguous(memory_format=torch.channels_last)
+        return self.network(image).squeeze(-1).transpose(1, 2)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         return self.embed(self.log_mel(self.power(waves)))
