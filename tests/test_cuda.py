@@ -15,8 +15,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from conftest import train_checkpoint
+from sdc.audio.embedding import SpeechEmbeddingFrontend
 from sdc.audio.features import MfccFrontend
 from sdc.module import DigitClassifier
+from test_speech_embedding import speech_like, stand_in
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no GPU here")
 
@@ -24,7 +26,7 @@ CUDA = torch.device("cuda")
 
 
 def test_best_recipes_augmentation_runs_on_the_gpu(make_cfg: Callable[..., DictConfig]) -> None:
-    cfg = make_cfg("experiment=best", "data.synthetic.voices=0")
+    cfg = make_cfg("experiment=best_mfcc", "data.synthetic.voices=0")
     augment = instantiate(cfg.data).augment
     torch.manual_seed(0)
     waves = torch.randn(32, 6000, device=CUDA) * 0.1
@@ -50,13 +52,28 @@ def test_front_end_on_the_gpu_matches_the_cpu(normalize: str) -> None:
     torch.testing.assert_close(mixed, on_gpu, atol=0, rtol=0)
 
 
+def test_speech_embedding_on_the_gpu_matches_the_cpu() -> None:
+    frontend = SpeechEmbeddingFrontend()
+    stand_in(frontend.embedding)
+    windows = torch.stack([speech_like(2.3, seed=s, rate=8000) for s in range(4)])
+    with torch.no_grad():
+        on_cpu = frontend(windows)
+        on_gpu = frontend.to(CUDA)(windows.to(CUDA))
+        with torch.autocast("cuda", dtype=torch.float16):
+            mixed = frontend(windows.to(CUDA))
+    assert mixed.dtype == torch.float32
+    scale = on_cpu.abs().max()
+    assert (on_gpu.cpu() - on_cpu).abs().max() < 1e-3 * scale
+    torch.testing.assert_close(mixed, on_gpu, atol=0, rtol=0)
+
+
 def test_mixed_precision_training_on_the_gpu_leaves_a_checkpoint_for_the_cpu(
     tiny_fsdd: Path, tmp_path: Path
 ) -> None:
     best, metrics = train_checkpoint(
         tiny_fsdd,
         tmp_path / "run",
-        "experiment=best",
+        "experiment=best_mfcc",
         "trainer=gpu",
         "data.synthetic.voices=0",
         "trainer.max_epochs=3",

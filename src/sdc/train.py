@@ -175,6 +175,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ckpt_path = _restore_averaged_weights(tester, module, best_path) if best_path else None
         tester.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         metrics["test_acc"] = float(tester.callback_metrics["test_acc"])
+        metrics["test_loss"] = float(tester.callback_metrics["test_loss"])
         _report(cfg, trainer, module, datamodule, best_path, output_dir)
 
     metrics["fit_seconds"] = fit_seconds
