@@ -77,7 +77,9 @@ def test_a_few_epochs_learn_the_toy_digits_and_leave_a_usable_checkpoint(
     metrics = train(cfg)
     run = Path(cfg.paths.output_dir)
     best = sorted((run / "checkpoints").glob("epoch*.ckpt"))
-    assert len(best) == 1 and (run / "checkpoints" / "last.ckpt").is_file()
+    assert len(best) == 1
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 7, "last.ckpt holds the final epoch, whichever epoch was best"
     report = json.loads((run / "test" / "report.json").read_text())
     assert report["accuracy"] == pytest.approx(metrics["test_acc"], abs=1e-6)
     assert report["checkpoint"] == str(best[0])

@@ -160,7 +160,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ) from None
     fit_seconds = time.perf_counter() - started
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    checkpoint = next(
+        (c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None
+    )
     best_path = checkpoint.best_model_path if checkpoint else ""
     if checkpoint and checkpoint.best_model_score is not None:
         metrics["val_acc_best"] = float(checkpoint.best_model_score)
