@@ -145,13 +145,14 @@ def test_ema_checkpoints_hold_and_test_the_averaged_weights(
         ("data.synthetic.voices=-5", "data.synthetic.voices"),
         ("data.synthetic.takes=0", "data.synthetic.takes"),
         ("ema_decay=1.0", "ema_decay"),
+        ("features=speech_embedding features.normalize=speech", "features.normalize"),
     ],
 )
 def test_invalid_values_fail_before_training_naming_the_key(
     make_cfg: Callable[..., DictConfig], override: str, key: str
 ) -> None:
     with pytest.raises(SdcError, match=key.replace(".", r"\.")):
-        train(make_cfg(override))
+        train(make_cfg(*override.split()))
 
 
 def run_cli(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:

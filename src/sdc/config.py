@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from sdc import schemas
+from sdc.audio import embedding
 from sdc.audio.features import KINDS, NORMALIZATIONS
 from sdc.data.fsdd import SPLITS
 from sdc.errors import SdcError
@@ -100,7 +101,11 @@ def validate(cfg: DictConfig) -> None:
         cfg.data.val_fraction + cfg.data.test_fraction < 1,
         "val_fraction + test_fraction < 1",
     )
-    for key, choices in (("features.kind", KINDS), ("features.normalize", NORMALIZATIONS)):
+    pretrained = str(OmegaConf.select(cfg, "features._target_", default="")).endswith(
+        embedding.SpeechEmbeddingFrontend.__name__
+    )
+    normalizations = embedding.NORMALIZATIONS if pretrained else NORMALIZATIONS
+    for key, choices in (("features.kind", KINDS), ("features.normalize", normalizations)):
         value = OmegaConf.select(cfg, key, default=choices[0])
         _require(cfg, key, value in choices, f"one of {', '.join(choices)}")
     threads = cfg.get("threads")
