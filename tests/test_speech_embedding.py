@@ -119,6 +119,19 @@ def test_load_onnx_puts_every_weight_in_its_layer() -> None:
     assert not any(p.requires_grad for p in net.parameters())
 
 
+def test_padding_is_silence_on_both_sides_of_the_window() -> None:
+    padded = SpeechEmbeddingFrontend(clip_seconds=1.0, pad_seconds=0.4, normalize="none")
+    plain = SpeechEmbeddingFrontend(clip_seconds=1.8, normalize="none")
+    stand_in(padded.embedding)
+    stand_in(plain.embedding)
+    windows = torch.stack([speech_like(1.0, seed=s, rate=8000) for s in range(2)])
+    with torch.no_grad():
+        got = padded(windows)
+        expected = plain(nn.functional.pad(windows, (3200, 3200)))
+    assert got.shape == (2, *padded.output_shape) == (2, 1, 96, plain.steps)
+    assert torch.allclose(got, expected)
+
+
 # -- the pinned weights: downloaded from a local server standing in for PyPI ------------------
 
 FAKE = {"melspectrogram.onnx": b"mel graph bytes", "embedding_model.onnx": b"embedding bytes"}

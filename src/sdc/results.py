@@ -144,6 +144,10 @@ def recipe(config: DictConfig) -> dict[str, Any]:
     if not picked["ema_decay"]:
         # Off (0) is what every trial saved before the option existed did.
         del picked["ema_decay"]
+    features = picked["features"]
+    if isinstance(features, dict) and not features.get("pad_seconds", 1):
+        # No padding, likewise (the speech embedding's `pad_seconds`).
+        del features["pad_seconds"]
     picked["trainer"] = {
         k: OmegaConf.select(config, f"trainer.{k}") for k in ("max_epochs", "precision")
     }

@@ -63,6 +63,7 @@ class SpeechEmbeddingSchema:
     clip_seconds: float = 2.3
     weights_dir: str = MISSING
     normalize: str = "global"
+    pad_seconds: float = 0.0
 
 
 def register() -> None:
