@@ -6,9 +6,10 @@ digest can be pinned. Only the two files sdc needs are taken out of it, by exact
 is checked against its own SHA-256 digest, also when a user put them in place by hand (offline).
 As with FSDD, nothing half-written is ever left where a later run would take it for complete.
 
-openWakeWord's README: the embedding model is Google's `speech_embedding` TF-Hub module
-(Apache-2.0), re-implemented; the wake-word models that the wheel also holds are CC BY-NC-SA 4.0,
-and sdc neither extracts nor uses them.
+Licence: openWakeWord's README says the embedding model is Google's `speech_embedding` TF-Hub
+module (Apache-2.0), re-implemented, and also that all the pre-trained models it includes are
+CC BY-NC-SA 4.0 (non-commercial). sdc does not settle which applies to these two files (README,
+Credits); it neither extracts nor uses the wheel's wake-word models.
 """
 
 from __future__ import annotations

@@ -8,12 +8,13 @@ on five speakers, recognized the sixth at 96.9% on average (93.2% the worst; doc
 round 9), where sdc's own CNN, trained on FSDD with every augmentation of rounds 1-8, reached
 88.5% (77.0%).
 
-The weights are openWakeWord's ONNX conversion of Google's TF-Hub module (Apache-2.0), read from
-openWakeWord's pinned wheel (`sdc.pretrained.fetch`). The port equals ONNX Runtime's output to
-float rounding (tested) and is fully convolutional: every convolution is "valid" in time and the
-time axis is pooled by 2 three times, so one pass over a whole window gives the embedding of
-every 76-frame stretch starting at a multiple of 8 frames, which openWakeWord computes one by
-one: a 2.3 s window is 227 frames in one pass instead of 19 x 76 = 1,444.
+The weights are openWakeWord's ONNX conversion of Google's TF-Hub module, read from
+openWakeWord's pinned wheel (`sdc.pretrained.fetch`, which says what is known of their licence).
+The port equals ONNX Runtime's output to float rounding (tested) and is fully convolutional:
+every convolution is "valid" in time and the time axis is pooled by 2 three times, so one pass
+over a whole window gives the embedding of every 76-frame stretch starting at a multiple of 8
+frames, which openWakeWord computes one by one: a 2.3 s window is 227 frames in one pass
+instead of 19 x 76 = 1,444.
 """
 
 from __future__ import annotations
