@@ -50,6 +50,15 @@ _OFFLINE_HINT = (
 )
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def recordings_digest(folder: Path) -> str:
     """Digest of every `.wav` file in `folder`, independent of archive format and file order.
 
@@ -61,13 +70,7 @@ def recordings_digest(folder: Path) -> str:
     names = sorted(
         path.name for path in folder.iterdir() if path.suffix.lower() == ".wav" and path.is_file()
     )
-    lines = []
-    for name in names:
-        file_hash = hashlib.sha256()
-        with (folder / name).open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                file_hash.update(chunk)
-        lines.append(f"{name} {file_hash.hexdigest()}\n")
+    lines = [f"{name} {file_sha256(folder / name)}\n" for name in names]
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 

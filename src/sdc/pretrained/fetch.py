@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from sdc.data.download import fetch
+from sdc.data.download import fetch, file_sha256
 from sdc.errors import SdcError
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,6 @@ _HINT = (
 )
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 16):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def weight_files(
     cache: str | Path,
     url: str = WHEEL_URL,
@@ -69,7 +61,7 @@ def weight_files(
             path = folder / name
             if not path.is_file():
                 raise SdcError(f"{path}: missing; {_HINT}")
-            if sha256(path) != digest:
+            if file_sha256(path) != digest:
                 raise SdcError(
                     f"{path}: SHA-256 is not {digest}; not the openwakeword 0.5.1 file. "
                     "Remove the folder to download it again"
@@ -81,7 +73,7 @@ def weight_files(
         wheel = workdir / "openwakeword.whl"
         log.info("Downloading the speech embedding's weights from %s", url)
         fetch(url, wheel, progress=True, timeout=timeout, what="the speech embedding", hint=_HINT)
-        if sha256(wheel) != wheel_digest:
+        if file_sha256(wheel) != wheel_digest:
             raise SdcError(
                 f"the speech embedding from {url}: SHA-256 is not {wheel_digest}; "
                 "the download is corrupt or changed upstream, nothing was kept"
