@@ -94,6 +94,35 @@ def test_a_few_epochs_learn_the_toy_digits_and_leave_a_usable_checkpoint(
         assert model(torch.zeros(2, model.window)).shape == (2, 10)
 
 
+def test_selecting_on_validation_loss_reports_the_selected_checkpoints_accuracy(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    cfg = make_cfg(
+        "trainer.max_epochs=3",
+        "data.batch_size=16",
+        "optim.lr=3e-3",
+        "callbacks.model_checkpoint.monitor=val_loss",
+        "callbacks.model_checkpoint.mode=min",
+        "callbacks.model_checkpoint.filename=best",
+    )
+    metrics = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    model = DigitClassifier.load_from_checkpoint(
+        run / "checkpoints" / "best.ckpt", map_location="cpu"
+    ).eval()
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    windows = torch.cat(list(datamodule.clean_windows("val")))
+    labels = datamodule.datasets["val"].labels
+    with torch.no_grad():
+        logits = model(windows)
+    assert metrics["val_loss_best"] == pytest.approx(float(F.cross_entropy(logits, labels)), abs=1e-5)
+    # Not the loss that chose it: the accuracy every sweep table and the HPARAMS view read.
+    accuracy = float((logits.argmax(dim=-1) == labels).float().mean())
+    assert metrics["val_acc_best"] == pytest.approx(accuracy, abs=1e-6)
+    assert json.loads((run / "test" / "report.json").read_text())["checkpoint"].endswith("best.ckpt")
+
+
 def test_ema_checkpoints_hold_and_test_the_averaged_weights(
     make_cfg: Callable[..., DictConfig],
 ) -> None:

@@ -114,7 +114,8 @@ HPARAMS_METRICS = ("val_acc_best", "test_acc")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit on train, select on val_acc, test the selected checkpoint once; return metrics."""
+    """Fit on train, select a checkpoint on validation (accuracy unless the experiment's
+    `callbacks.model_checkpoint` says otherwise), test it once; return metrics."""
     validate(cfg)
     if cfg.get("threads") is not None:
         torch.set_num_threads(cfg.threads)
@@ -165,15 +166,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     best_path = checkpoint.best_model_path if checkpoint else ""
     if checkpoint and checkpoint.best_model_score is not None:
-        metrics["val_acc_best"] = float(checkpoint.best_model_score)
+        score = float(checkpoint.best_model_score)
+        metrics[f"{checkpoint.monitor}_best"] = score
+        if checkpoint.monitor != "val_acc":
+            # `val_acc_best` is the tested checkpoint's validation accuracy wherever it is read
+            # (sweep tables, the HPARAMS view, Optuna), whatever chose that checkpoint.
+            metrics["val_acc_best"] = _validation_accuracy(trainer, module, datamodule, best_path)
     elif "val_acc" in metrics:
         # No checkpoint was kept (fast_dev_run): the weights in hand are the ones tested.
         metrics["val_acc_best"] = metrics["val_acc"]
 
     tester = _tester(cfg, trainer) if cfg.test else None
     if tester is not None:
-        # The checkpoint with the best validation accuracy, or the weights in hand when none was
-        # saved (fast_dev_run saves none).
+        # The checkpoint validation selected, or the weights in hand when none was saved
+        # (fast_dev_run saves none).
         ckpt_path = _restore_averaged_weights(tester, module, best_path) if best_path else None
         tester.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         metrics["test_acc"] = float(tester.callback_metrics["test_acc"])
@@ -190,6 +196,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_text(output_dir / "metrics.json", json.dumps(summary, indent=2) + "\n")
         log.info("metrics: %s", json.dumps(summary))
     return metrics
+
+
+def _validation_accuracy(
+    trainer: pl.Trainer, module: DigitClassifier, datamodule: Any, path: str
+) -> float:
+    """Validation accuracy of the checkpoint at `path` (one more pass over the validation set)."""
+    ckpt_path = _restore_averaged_weights(trainer, module, path)
+    (results,) = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    return float(results["val_acc"])
 
 
 def _check_not_relaunched_in_sweep(trainer: pl.Trainer) -> None:
