@@ -116,11 +116,13 @@ def test_selecting_on_validation_loss_reports_the_selected_checkpoints_accuracy(
     labels = datamodule.datasets["val"].labels
     with torch.no_grad():
         logits = model(windows)
-    assert metrics["val_loss_best"] == pytest.approx(float(F.cross_entropy(logits, labels)), abs=1e-5)
+    loss = float(F.cross_entropy(logits, labels))
+    assert metrics["val_loss_best"] == pytest.approx(loss, abs=1e-5)
     # Not the loss that chose it: the accuracy every sweep table and the HPARAMS view read.
     accuracy = float((logits.argmax(dim=-1) == labels).float().mean())
     assert metrics["val_acc_best"] == pytest.approx(accuracy, abs=1e-6)
-    assert json.loads((run / "test" / "report.json").read_text())["checkpoint"].endswith("best.ckpt")
+    report = json.loads((run / "test" / "report.json").read_text())
+    assert report["checkpoint"].endswith("best.ckpt")
 
 
 def test_ema_checkpoints_hold_and_test_the_averaged_weights(
