@@ -139,3 +139,20 @@ def test_no_extra_clips_match_a_recipe_saved_before_the_options_existed() -> Non
     assert recipe(OmegaConf.merge(old, {"data": moved})) == with_voices, "where is not what"
     folder = recipe(OmegaConf.merge(old, {"data": {"extra_train": ["/mine"]}}))
     assert folder != recipe(old)
+
+
+def test_checkpoint_selection_is_part_of_the_recipe_and_the_weights_folder_is_not() -> None:
+    old = OmegaConf.create(
+        {
+            "seed": 1,
+            "features": {"pad_seconds": 0.4, "weights_dir": "/a"},
+            "callbacks": {"model_checkpoint": {"monitor": "val_acc", "mode": "max"}},
+        }
+    )
+    on_loss = {"callbacks": {"model_checkpoint": {"monitor": "val_loss", "mode": "min"}}}
+    assert recipe(OmegaConf.merge(old, on_loss)) != recipe(old)
+    renamed = {"callbacks": {"model_checkpoint": {"filename": "other"}}}
+    assert recipe(OmegaConf.merge(old, renamed)) == recipe(old)
+    moved = {"features": {"weights_dir": "/elsewhere"}}
+    assert recipe(OmegaConf.merge(old, moved)) == recipe(old), "where is not what"
+    assert recipe(OmegaConf.merge(old, {"features": {"pad_seconds": 0.2}})) != recipe(old)

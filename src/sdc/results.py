@@ -145,11 +145,18 @@ def recipe(config: DictConfig) -> dict[str, Any]:
         # Off (0) is what every trial saved before the option existed did.
         del picked["ema_decay"]
     features = picked["features"]
-    if isinstance(features, dict) and not features.get("pad_seconds", 1):
-        # No padding, likewise (the speech embedding's `pad_seconds`).
-        del features["pad_seconds"]
+    if isinstance(features, dict):
+        if not features.get("pad_seconds", 1):
+            # No padding, likewise (the speech embedding's `pad_seconds`).
+            del features["pad_seconds"]
+        # Where the pretrained weights are cached, not what they are (their SHA-256 is pinned).
+        features.pop("weights_dir", None)
     picked["trainer"] = {
         k: OmegaConf.select(config, f"trainer.{k}") for k in ("max_epochs", "precision")
+    }
+    # Which epoch is tested: a trial selected on another metric tested other weights.
+    picked["selection"] = {
+        k: OmegaConf.select(config, f"callbacks.model_checkpoint.{k}") for k in ("monitor", "mode")
     }
     return picked
 
