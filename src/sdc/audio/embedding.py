@@ -42,7 +42,8 @@ class SpeechEmbeddingFrontend(nn.Module):
     without padding recognized 41% of the random split's test clips placed at the window's
     start and 88% at its end; padded by 0.4 s at test time only, 99% and 99% (round 9 of
     docs/accuracy.md). sdc's own inference centres every utterance, so it never meets such a
-    window; a caller who feeds windows directly may.
+    window; a caller who feeds windows directly may. `features=speech_embedding` pads by 0.4 s;
+    the default here, none, is how checkpoints saved before the option existed were trained.
     """
 
     def __init__(
