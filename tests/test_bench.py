@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from sdc.bench import bench, bench_devices
+from sdc.bench import bench, bench_devices, markdown, measure_epoch
 from sdc.errors import SdcError
 
 
@@ -44,6 +44,29 @@ def test_bench_writes_every_figure(make_cfg: Callable[..., DictConfig]) -> None:
     out = Path(cfg.paths.output_dir)
     assert json.loads((out / "bench.json").read_text())["devices"]["cpu"] == figures
     assert "| pipeline_clips_per_s |" in (out / "bench.md").read_text()
+
+
+def test_bench_times_an_epoch_of_a_recipe_with_a_scheduler_and_feature_augmentation(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    # One-cycle's length comes from the trainer, which the bench has none of; VTLP and
+    # SpecAugment belong to the epoch's feature step.
+    cfg = make_cfg(
+        "scheduler=onecycle", "vtlp.p=1.0", "spec_augment.p=1.0", "bench.repeats=1",
+        config_name="bench",
+    )  # fmt: skip
+    figures = measure_epoch(cfg, "cpu")
+    assert figures["features_s"] > 0
+    assert figures["epoch_s"] >= figures["forward_backward_s"] > 0
+
+
+def test_bench_table_judges_only_the_baseline_against_the_targets() -> None:
+    figures = {"epoch_s": 9.0}
+    baseline = markdown({"recipe": "baseline", "machine": "m", "devices": {"cpu": figures}})
+    assert "| epoch_s | 9.00 | <= 8 | MISSED |" in baseline
+    best = markdown({"recipe": "best", "machine": "m", "devices": {"cpu": figures}})
+    assert "Recipe: `best`" in best
+    assert "| epoch_s | 9.00 | | |" in best
 
 
 @pytest.mark.parametrize(

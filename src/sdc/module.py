@@ -79,13 +79,17 @@ class DigitClassifier(pl.LightningModule):
         features = self.frontend(windows).contiguous(memory_format=self.memory_format)
         return self.net(features)
 
-    def training_logits(self, windows: torch.Tensor) -> torch.Tensor:
-        """Like `forward`, with the training-only feature augmentations: VTLP's warp of each
-        clip's spectrum inside the front end, then SpecAugment's masks on its output."""
+    def training_features(self, windows: torch.Tensor) -> torch.Tensor:
+        """The front end's output with the training-only feature augmentations: VTLP's warp of
+        each clip's spectrum inside the front end, then SpecAugment's masks on its output."""
         features = self.frontend(windows, warp=draw_factors(len(windows), self.vtlp, self.device))
         if self.spec_augment.p > 0:
             features = spec_augment(features, self.spec_augment)
-        return self.net(features.contiguous(memory_format=self.memory_format))
+        return features.contiguous(memory_format=self.memory_format)
+
+    def training_logits(self, windows: torch.Tensor) -> torch.Tensor:
+        """Like `forward`, with the training-only feature augmentations."""
+        return self.net(self.training_features(windows))
 
     def on_fit_start(self) -> None:
         """Fit the front end's feature statistics on clean training windows, once per model."""
@@ -131,8 +135,13 @@ class DigitClassifier(pl.LightningModule):
         labels = torch.cat([t for _, t in self.test_outputs])
         return probs, labels
 
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """The configured optimizer over this model's parameters, without a scheduler (which
+        may need the trainer: one-cycle's length is the run's number of steps)."""
+        return instantiate(self.hparams.optim)(params=self.parameters())
+
     def configure_optimizers(self) -> Any:
-        optimizer = instantiate(self.hparams.optim)(params=self.parameters())
+        optimizer = self.build_optimizer()
         if not self.hparams.scheduler:
             return optimizer
         scheduler_cfg = dict(self.hparams.scheduler)
