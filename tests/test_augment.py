@@ -14,6 +14,7 @@ from sdc.audio.augment import (
     Gain,
     GaussianNoise,
     Microphone,
+    OnsetCut,
     PitchShift,
     RandomPlacement,
     Resamplers,
@@ -21,6 +22,7 @@ from sdc.audio.augment import (
     SpeedPerturb,
     TimeStretch,
     WaveformAugment,
+    cut_onsets,
     endpoint,
     microphone_response,
     phase_vocoder_stretch,
@@ -358,3 +360,37 @@ def test_endpointing_in_the_chain_is_the_cut_clip_in_the_window() -> None:
     cut, cut_lengths = endpoint(clip.unsqueeze(0), lengths, torch.tensor([-20.0]), SR)
     assert cut_lengths.tolist() == [int(0.1 * SR)]
     assert torch.equal(out, fit_to_window(cut, cut_lengths, 5000))
+
+
+def test_the_onset_cut_starts_each_clip_its_own_time_past_its_own_onset() -> None:
+    # 0.1 s of lead-in 30 dB down (below the onset's -20 dB), then the sound.
+    step = int(0.1 * SR)
+    first = stepped_clip([0.03, 1.0, 1.0])
+    second = stepped_clip([1.0, 0.1, 0.1, 0.1])  # begins on its loudest: onset at sample 0
+    waves = torch.zeros(2, len(second))
+    waves[0, : len(first)] = first
+    waves[1] = second
+    lengths = torch.tensor([len(first), len(second)])
+    out, new_lengths = cut_onsets(waves, lengths, torch.tensor([0.05, 0.02]), SR)
+    first_start, second_start = step + int(0.05 * SR), int(0.02 * SR)
+    assert new_lengths.tolist() == [len(first) - first_start, len(second) - second_start]
+    assert torch.equal(out[0, : new_lengths[0]], first[first_start:])
+    assert torch.equal(out[1, : new_lengths[1]], second[second_start:])
+    assert not out[0, new_lengths[0] :].any(), "the row after the clip's new end is silence"
+
+
+def test_the_onset_cut_leaves_at_least_half_of_a_clip() -> None:
+    clip = tone(400.0, 0.1)
+    out, lengths = cut_onsets(clip.unsqueeze(0), torch.tensor([len(clip)]), torch.tensor([1.0]), SR)
+    assert lengths.tolist() == [len(clip) - len(clip) // 2]
+    assert torch.equal(out[0, : lengths[0]], clip[len(clip) // 2 :])
+
+
+def test_the_onset_cut_in_the_chain_is_the_cut_clip_in_the_window() -> None:
+    clip = stepped_clip([0.01, 1.0, 0.5])
+    lengths = torch.tensor([len(clip)])
+    config = AugmentConfig(onset_cut=OnsetCut(p=1.0, seconds=(0.03, 0.03)))
+    out = WaveformAugment(config, SR, window=5000)(clip.unsqueeze(0), lengths)
+    start = int(0.1 * SR) + int(0.03 * SR)
+    expected = fit_to_window(clip[start:].unsqueeze(0), torch.tensor([len(clip) - start]), 5000)
+    assert torch.equal(out, expected)

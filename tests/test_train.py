@@ -173,6 +173,7 @@ def test_ema_checkpoints_hold_and_test_the_averaged_weights(
         ("data.augment.microphone.tilt_db=[3,-3]", "data.augment.microphone.tilt_db"),
         ("data.augment.microphone.peaks=-1", "data.augment.microphone.peaks"),
         ("data.augment.trim.threshold_db=[-10,5]", "data.augment.trim.threshold_db"),
+        ("data.augment.onset_cut.seconds=[0.05,0.01]", "data.augment.onset_cut.seconds"),
         ("data.synthetic.voices=-5", "data.synthetic.voices"),
         ("data.synthetic.takes=0", "data.synthetic.takes"),
         ("ema_decay=1.0", "ema_decay"),
