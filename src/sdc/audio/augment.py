@@ -47,8 +47,8 @@ class OnsetCut:
 
     FSDD has such clips: in 518 of its 3,000 the sound reaches a quarter of its peak within the
     first 10 ms (theo 172, nicolas 132, george 116, jackson 92, lucas 5, yweweler 1), and they
-    were half of `best`'s errors over all of `make results`' splits in round 11 of
-    docs/accuracy.md. The endpointing step (`trim`) cuts only what is quieter than a threshold;
+    drew about half of the wrong answers of `best`'s head over `make results`' 14 splits in
+    round 11's screen (docs/accuracy.md). The endpointing step (`trim`) cuts only what is quieter than a threshold;
     this one cuts into the sound itself.
     """
 
