@@ -27,6 +27,7 @@ Each step has its own probability; a clip the dice skip passes through that step
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -48,8 +49,8 @@ class OnsetCut:
     FSDD has such clips: in 518 of its 3,000 the sound reaches a quarter of its peak within the
     first 10 ms (theo 172, nicolas 132, george 116, jackson 92, lucas 5, yweweler 1), and they
     drew about half of the wrong answers of `best`'s head over `make results`' 14 splits in
-    round 11's screen (docs/accuracy.md). The endpointing step (`trim`) cuts only what is quieter than a threshold;
-    this one cuts into the sound itself.
+    round 11's screen (docs/accuracy.md). The endpointing step (`trim`) cuts only what is
+    quieter than a threshold; this one cuts into the sound itself.
     """
 
     p: float = 0.0
@@ -393,13 +394,9 @@ class WaveformAugment:
         lengths = lengths.to(device)
         ones = torch.ones(n, device=device)
 
-        cut_clips = torch.nonzero(coin(n, cfg.onset_cut.p, device)).squeeze(1)
-        if len(cut_clips):
-            seconds = uniform(len(cut_clips), *cfg.onset_cut.seconds, device)
-            out, new_lengths = cut_onsets(
-                waves[cut_clips], lengths[cut_clips], seconds, self.sample_rate
-            )
-            waves, lengths = _scatter_clips(waves, lengths, cut_clips, out, new_lengths)
+        waves, lengths = self._cut(
+            waves, lengths, cfg.onset_cut.p, cfg.onset_cut.seconds, cut_onsets
+        )
 
         # Pitch shift and speed perturbation are one resampling; only the pitch shift's change
         # of duration is undone by the vocoder.
@@ -462,13 +459,7 @@ class WaveformAugment:
             gain_db = uniform(n, *cfg.gain.db, device) * louder
             waves = waves * torch.pow(10.0, gain_db / 20).unsqueeze(1).to(waves.dtype)
 
-        trimmed_clips = torch.nonzero(coin(n, cfg.trim.p, device)).squeeze(1)
-        if len(trimmed_clips):
-            threshold = uniform(len(trimmed_clips), *cfg.trim.threshold_db, device)
-            out, new_lengths = endpoint(
-                waves[trimmed_clips], lengths[trimmed_clips], threshold, self.sample_rate
-            )
-            waves, lengths = _scatter_clips(waves, lengths, trimmed_clips, out, new_lengths)
+        waves, lengths = self._cut(waves, lengths, cfg.trim.p, cfg.trim.threshold_db, endpoint)
 
         position = torch.where(
             coin(n, cfg.placement.p, device),
@@ -487,6 +478,24 @@ class WaveformAugment:
             noise = torch.randn(len(noisy), self.window, device=device, dtype=windows.dtype)
             windows[noisy] += noise * std.unsqueeze(1).to(windows.dtype)
         return windows
+
+    def _cut(
+        self,
+        waves: torch.Tensor,
+        lengths: torch.Tensor,
+        p: float,
+        drawn: tuple[float, float],
+        cut: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`cut(clips, lengths, values, sample_rate)` on the clips the dice pick (probability
+        `p`), each with its own value drawn uniformly from `drawn`: the onset cut's and the
+        endpointing's shared shape."""
+        members = torch.nonzero(coin(waves.shape[0], p, waves.device)).squeeze(1)
+        if not len(members):
+            return waves, lengths
+        values = uniform(len(members), *drawn, waves.device)
+        out, new_lengths = cut(waves[members], lengths[members], values, self.sample_rate)
+        return _scatter_clips(waves, lengths, members, out, new_lengths)
 
     def _microphone(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         cfg, device, m = self.config.microphone, waves.device, waves.shape[0]
