@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import sdc.module
+import sdc.models.member
 from sdc.audio.spec_augment import SpecAugmentConfig, spec_augment
 from sdc.module import DigitClassifier
 
@@ -46,7 +46,7 @@ def test_only_the_training_step_masks(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append(len(features))
         return features
 
-    monkeypatch.setattr(sdc.module, "spec_augment", spy)
+    monkeypatch.setattr(sdc.models.member, "spec_augment", spy)
     windows = torch.randn(3, module.window) * 0.1
     module.eval()
     with torch.no_grad():
@@ -66,4 +66,4 @@ def test_checkpoints_hold_no_spec_augment_state() -> None:
         frontend={"_target_": "sdc.audio.features.MfccFrontend"},
         optim={"_target_": "torch.optim.Adam", "_partial_": True},
     )
-    assert plain.spec_augment.p == 0.0
+    assert plain.members[0].spec_augment.p == 0.0

@@ -138,7 +138,7 @@ def test_ema_checkpoints_hold_and_test_the_averaged_weights(
     # The average started from the module after its global statistics were fitted.
     averaged = DigitClassifier.load_from_checkpoint(best, map_location="cpu").eval()
     assert bool(averaged.frontend.fitted)
-    assert torch.allclose(averaged.frontend.mean, raw["frontend.mean"])
+    assert torch.allclose(averaged.frontend.mean, raw["members.0.frontend.mean"])
     assert not torch.equal(averaged.frontend.mean, torch.zeros_like(averaged.frontend.mean))
 
     # The reported test accuracy is the averaged weights' (what export and inference load),

@@ -23,7 +23,6 @@ from typing import Any
 
 import hydra
 import torch
-import torch.nn.functional as F
 import torchaudio
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -67,7 +66,8 @@ def _setup(cfg: DictConfig, device: torch.device) -> tuple[Any, Any, list[tuple]
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     module = build_module(cfg).to(device)
-    module.frontend.fit(w.to(device) for w in datamodule.clean_windows("train"))
+    for member in module.members:
+        member.frontend.fit(w.to(device) for w in datamodule.clean_windows("train"))
     batches = [tuple(t.to(device) for t in batch) for batch in datamodule.train_dataloader()]
     return datamodule, module, batches
 
@@ -165,7 +165,8 @@ def measure_epoch(cfg: DictConfig, device_name: str) -> dict[str, Any]:
             _sync(device)
             t2 = time.perf_counter()
             with torch.autocast(device.type, enabled=amp):
-                loss = F.cross_entropy(module.net(features), labels)
+                logits = [m.net(f) for m, f in zip(module.members, features, strict=True)]
+                loss = module.training_loss(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

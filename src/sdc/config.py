@@ -75,6 +75,24 @@ def _range(cfg: DictConfig, key: str, low: float, high: float) -> None:
     _require(cfg, key, ok, f"[min, max] with {low} <= min <= max <= {high}")
 
 
+def _front_end(cfg: DictConfig, key: str) -> None:
+    pretrained = str(OmegaConf.select(cfg, f"{key}._target_", default="")).endswith(
+        embedding.SpeechEmbeddingFrontend.__name__
+    )
+    normalizations = embedding.NORMALIZATIONS if pretrained else NORMALIZATIONS
+    for name, choices in (("kind", KINDS), ("normalize", normalizations)):
+        value = OmegaConf.select(cfg, f"{key}.{name}", default=choices[0])
+        _require(cfg, f"{key}.{name}", value in choices, f"one of {', '.join(choices)}")
+
+
+def _spec_augment(cfg: DictConfig, key: str) -> None:
+    """A member's settings may name only some keys: the others keep SpecAugment's defaults."""
+    given = OmegaConf.select(cfg, key)
+    for name in ("p", "freq_masks", "freq_width", "time_masks", "time_width"):
+        if name in given:
+            (_probability if name == "p" else _count)(cfg, f"{key}.{name}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Fail fast, naming the key, on values that would crash or silently mislead a run."""
     _require(
@@ -101,13 +119,18 @@ def validate(cfg: DictConfig) -> None:
         cfg.data.val_fraction + cfg.data.test_fraction < 1,
         "val_fraction + test_fraction < 1",
     )
-    pretrained = str(OmegaConf.select(cfg, "features._target_", default="")).endswith(
-        embedding.SpeechEmbeddingFrontend.__name__
+    _front_end(cfg, "features")
+    experts = cfg.get("experts")
+    _require(
+        cfg, "experts", experts is None or OmegaConf.is_dict(experts), "a mapping of name -> member"
     )
-    normalizations = embedding.NORMALIZATIONS if pretrained else NORMALIZATIONS
-    for key, choices in (("features.kind", KINDS), ("features.normalize", normalizations)):
-        value = OmegaConf.select(cfg, key, default=choices[0])
-        _require(cfg, key, value in choices, f"one of {', '.join(choices)}")
+    for name, expert in (experts or {}).items():
+        for part in ("features", "model"):
+            key = f"experts.{name}.{part}"
+            _require(cfg, key, OmegaConf.is_dict(expert.get(part)), "a config with a _target_")
+        _front_end(cfg, f"experts.{name}.features")
+        if expert.get("spec_augment") is not None:
+            _spec_augment(cfg, f"experts.{name}.spec_augment")
     threads = cfg.get("threads")
     _require(
         cfg,
@@ -149,11 +172,8 @@ def validate(cfg: DictConfig) -> None:
     _range(cfg, "data.augment.noise.std", 1e-6, 1.0)
     if OmegaConf.select(cfg, "data.augment.noise.snr_db") is not None:
         _range(cfg, "data.augment.noise.snr_db", -20, 100)
-    spec = cfg.get("spec_augment")
-    if spec is not None:
-        _probability(cfg, "spec_augment.p")
-        for key in ("freq_masks", "freq_width", "time_masks", "time_width"):
-            _count(cfg, f"spec_augment.{key}")
+    if cfg.get("spec_augment") is not None:
+        _spec_augment(cfg, "spec_augment")
     if cfg.get("vtlp") is not None:
         _probability(cfg, "vtlp.p")
         _range(cfg, "vtlp.factor", 0.5, 2.0)

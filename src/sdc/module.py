@@ -1,4 +1,5 @@
-"""The `LightningModule`: MFCC front end + network + loss, metrics and optimizer wiring.
+"""The `LightningModule`: front end + network (or several, averaged) + loss, metrics and
+optimizer wiring.
 
 Everything needed to rebuild the model (labels, front-end settings, network config) is stored
 in the checkpoint's hyperparameters as plain data, so a checkpoint alone is a usable model.
@@ -6,6 +7,7 @@ in the checkpoint's hyperparameters as plain data, so a checkpoint alone is a us
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from copy import deepcopy
 from typing import Any
@@ -14,16 +16,37 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from sdc import LABELS
-from sdc.audio.spec_augment import SpecAugmentConfig, spec_augment
 from sdc.audio.vtlp import VtlpConfig, draw_factors
-from sdc.models.fusion import fuse_conv_bn
+from sdc.errors import SdcError
+from sdc.models.member import Member
+
+LEGACY_PREFIXES = ("frontend.", "net.")
+"""State-dict keys of checkpoints saved before ensembles: their one member's, unprefixed."""
+
+
+def average_probabilities(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Log of the members' mean class probabilities (B, n_classes): logits for the ensemble,
+    which softmax, argmax and cross-entropy read as they read one model's. One member's logits
+    come back unchanged."""
+    if len(logits) == 1:
+        return logits[0]
+    log_probs = torch.stack([member.log_softmax(dim=-1) for member in logits])
+    return torch.logsumexp(log_probs, dim=0) - math.log(len(logits))
 
 
 class DigitClassifier(pl.LightningModule):
-    """Classifies fixed-length 8 kHz waveform windows (B, samples) into digits."""
+    """Classifies fixed-length 8 kHz waveform windows (B, samples) into digits.
+
+    The model is one front end with a network on it (`frontend`, `net`), or an ensemble of
+    several (`experts`, more members by name), whose class probabilities are averaged. Members
+    that hear the audio differently make different mistakes: a frozen pretrained embedding
+    and a CNN on MFCCs trained from scratch were wrong on different clips (docs/accuracy.md,
+    round 12). Each member is trained by its own loss, as if alone, on the same batches.
+    """
 
     def __init__(
         self,
@@ -34,30 +57,42 @@ class DigitClassifier(pl.LightningModule):
         labels: Sequence[str] = LABELS,
         spec_augment: Mapping[str, Any] | None = None,
         vtlp: Mapping[str, Any] | None = None,
+        experts: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.labels = list(labels)
-        # Plain data with a default, so checkpoints saved before SpecAugment existed still load.
-        self.spec_augment = SpecAugmentConfig(**(spec_augment or {}))
         self.vtlp = VtlpConfig(**(vtlp or {}))
-        self.frontend = instantiate(frontend)
-        self.net = instantiate(
-            net, input_shape=self.frontend.output_shape, n_classes=len(self.labels)
-        )
-        # channels_last made the CNN 25% faster to train and 3.5x faster to run on a CPU; the
-        # depthwise convolutions of BC-ResNet are faster in the default layout (it says so).
-        self.memory_format = (
-            torch.channels_last
-            if getattr(self.net, "channels_last", True)
-            else torch.contiguous_format
-        )
-        self.net.to(memory_format=self.memory_format)
         n = len(self.labels)
+        self.members = nn.ModuleList([Member(frontend, net, n, spec_augment)])
+        for name, expert in (experts or {}).items():
+            member = Member(expert["frontend"], expert["net"], n, expert.get("spec_augment"))
+            first = self.frontend
+            if (member.frontend.sample_rate, member.frontend.window) != (
+                first.sample_rate,
+                first.window,
+            ):
+                raise SdcError(
+                    f"experts.{name}: expected windows of {first.window} samples at "
+                    f"{first.sample_rate} Hz like the first front end, got "
+                    f"{member.frontend.window} at {member.frontend.sample_rate} Hz"
+                )
+            self.members.append(member)
+        self._register_load_state_dict_pre_hook(_legacy_keys)
         self.train_acc = MulticlassAccuracy(num_classes=n, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes=n, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=n, average="micro")
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    @property
+    def frontend(self) -> nn.Module:
+        """The first member's front end (the only one, unless the model is an ensemble)."""
+        return self.members[0].frontend
+
+    @property
+    def net(self) -> nn.Module:
+        """The first member's network."""
+        return self.members[0].net
 
     @property
     def sample_rate(self) -> int:
@@ -70,41 +105,44 @@ class DigitClassifier(pl.LightningModule):
     def for_inference(self) -> DigitClassifier:
         """An eval-mode copy with batch norm folded into the convolutions: same logits, faster."""
         copy = deepcopy(self).eval()
-        fuse_conv_bn(copy.net)
-        copy.net.to(memory_format=copy.memory_format)
+        for member in copy.members:
+            member.fuse()
         return copy
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """Logits (B, n_classes) for waveform windows (B, samples)."""
-        features = self.frontend(windows).contiguous(memory_format=self.memory_format)
-        return self.net(features)
+        return average_probabilities([member(windows) for member in self.members])
 
-    def training_features(self, windows: torch.Tensor) -> torch.Tensor:
-        """The front end's output with the training-only feature augmentations: VTLP's warp of
-        each clip's spectrum inside the front end, then SpecAugment's masks on its output."""
-        features = self.frontend(windows, warp=draw_factors(len(windows), self.vtlp, self.device))
-        if self.spec_augment.p > 0:
-            features = spec_augment(features, self.spec_augment)
-        return features.contiguous(memory_format=self.memory_format)
+    def training_features(self, windows: torch.Tensor) -> list[torch.Tensor]:
+        """Each member's features with the training-only feature augmentations (one VTLP warp
+        per clip, the same for every member; each member's own SpecAugment)."""
+        warp = draw_factors(len(windows), self.vtlp, self.device)
+        return [member.training_features(windows, warp) for member in self.members]
 
-    def training_logits(self, windows: torch.Tensor) -> torch.Tensor:
-        """Like `forward`, with the training-only feature augmentations."""
-        return self.net(self.training_features(windows))
+    def training_logits(self, windows: torch.Tensor) -> list[torch.Tensor]:
+        """Each member's logits, as `forward` computes them, with the training-only feature
+        augmentations."""
+        features = self.training_features(windows)
+        return [member.net(f) for member, f in zip(self.members, features, strict=True)]
+
+    def training_loss(self, logits: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """The members' mean cross-entropy: each learns as if alone, none leans on another."""
+        return torch.stack([F.cross_entropy(member, labels) for member in logits]).mean()
 
     def on_fit_start(self) -> None:
-        """Fit the front end's feature statistics on clean training windows, once per model."""
-        if bool(self.frontend.fitted):
-            return
+        """Fit the front ends' feature statistics on clean training windows, once per model."""
         datamodule = self.trainer.datamodule
-        self.frontend.fit(w.to(self.device) for w in datamodule.clean_windows("train"))
+        for member in self.members:
+            if not bool(member.frontend.fitted):
+                member.frontend.fit(w.to(self.device) for w in datamodule.clean_windows("train"))
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
         windows, labels = batch
         logits = self.training_logits(windows)
-        loss = F.cross_entropy(logits, labels)
-        self.train_acc(logits, labels)
+        loss = self.training_loss(logits, labels)
+        self.train_acc(average_probabilities(logits), labels)
         # Losses are plain tensors: `sync_dist` averages them over DDP ranks (metrics sync
         # themselves); it does nothing in a single process.
         self.log("train_loss", loss, on_step=True, on_epoch=True, sync_dist=True)
@@ -153,3 +191,12 @@ class DigitClassifier(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": interval},
         }
+
+
+def _legacy_keys(state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+    """Load a checkpoint saved before ensembles: its `frontend.*` and `net.*` weights are the
+    first member's."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        rest = key[len(prefix) :]
+        if rest.startswith(LEGACY_PREFIXES):
+            state_dict[f"{prefix}members.0.{rest}"] = state_dict.pop(key)

@@ -61,6 +61,14 @@ def build_module(cfg: DictConfig) -> DigitClassifier:
         labels=LABELS,
         spec_augment=_plain(cfg.get("spec_augment")),
         vtlp=_plain(cfg.get("vtlp")),
+        experts={
+            str(name): {
+                "frontend": _plain(expert.features),
+                "net": _plain(expert.model),
+                "spec_augment": _plain(expert.get("spec_augment")),
+            }
+            for name, expert in (cfg.get("experts") or {}).items()
+        },
     )
 
 

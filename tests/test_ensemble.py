@@ -1,0 +1,125 @@
+"""Ensembles: members' probabilities averaged, each member trained by its own loss, checkpoints
+from before ensembles still loading, and an ensemble trained, saved and exported end to end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from sdc.checkpoint import load_classifier
+from sdc.config import validate
+from sdc.errors import SdcError
+from sdc.export import PARITY_TOLERANCE, export_onnx, parity
+from sdc.inference import Recognizer
+from sdc.module import DigitClassifier, average_probabilities
+
+CNN = {"_target_": "sdc.models.cnn.DigitCNN", "time_pooling": "max"}
+MFCC = {"_target_": "sdc.audio.features.MfccFrontend", "normalize": "speech"}
+LOGMEL = {"_target_": "sdc.audio.features.MfccFrontend", "kind": "logmel", "n_mels": 32}
+ADAM = {"_target_": "torch.optim.Adam", "_partial_": True}
+
+
+def ensemble(**expert_frontend: object) -> DigitClassifier:
+    frontend = {**LOGMEL, "normalize": "utterance", **expert_frontend}
+    return DigitClassifier(
+        net=CNN, frontend=MFCC, optim=ADAM, experts={"mel": {"frontend": frontend, "net": CNN}}
+    )
+
+
+def test_one_member_is_the_model_and_more_average_their_probabilities() -> None:
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 10), torch.randn(5, 10) * 3
+    assert torch.equal(average_probabilities([a]), a)
+    mean = (a.softmax(dim=-1) + b.softmax(dim=-1)) / 2
+    combined = average_probabilities([a, b])
+    torch.testing.assert_close(combined.softmax(dim=-1), mean)
+    torch.testing.assert_close(combined.exp().sum(dim=-1), torch.ones(5))
+
+
+def test_an_ensemble_answers_with_its_members_mean_probabilities() -> None:
+    torch.manual_seed(0)
+    model = ensemble().eval()
+    assert len(model.members) == 2
+    windows = torch.randn(3, model.window) * 0.1
+    with torch.no_grad():
+        members = [m(windows).softmax(dim=-1) for m in model.members]
+        assert not torch.allclose(members[0], members[1], atol=1e-3)
+        torch.testing.assert_close(model(windows).softmax(dim=-1), (members[0] + members[1]) / 2)
+        fused = model.for_inference()(windows)
+    torch.testing.assert_close(fused, model(windows), atol=1e-4, rtol=1e-4)
+
+
+def test_each_member_learns_by_its_own_loss() -> None:
+    torch.manual_seed(0)
+    model = ensemble().train()
+    windows, labels = torch.randn(4, model.window) * 0.1, torch.tensor([0, 1, 2, 3])
+    logits = model.training_logits(windows)
+    assert len(logits) == 2
+    loss = model.training_loss(logits, labels)
+    expected = (F.cross_entropy(logits[0], labels) + F.cross_entropy(logits[1], labels)) / 2
+    torch.testing.assert_close(loss, expected)
+    # Member 0's loss alone moves member 0 only: no member leans on another.
+    F.cross_entropy(logits[0], labels).backward()
+    assert model.members[0].net.head[-1].weight.grad is not None
+    assert model.members[1].net.head[-1].weight.grad is None
+
+
+def test_checkpoints_saved_before_ensembles_still_load() -> None:
+    torch.manual_seed(0)
+    old = DigitClassifier(net=CNN, frontend=MFCC, optim=ADAM).eval()
+    legacy = {k.removeprefix("members.0."): v for k, v in old.state_dict().items()}
+    assert "frontend.mean" in legacy and any(k.startswith("net.") for k in legacy)
+    torch.manual_seed(1)
+    new = DigitClassifier(net=CNN, frontend=MFCC, optim=ADAM).eval()
+    new.load_state_dict(legacy)  # strict: every key found its place
+    windows = torch.randn(2, new.window) * 0.1
+    with torch.no_grad():
+        assert torch.equal(new(windows), old(windows))
+
+
+def test_members_must_hear_the_same_window() -> None:
+    with pytest.raises(SdcError, match=r"^experts\.mel: expected windows of 18400 samples"):
+        ensemble(clip_seconds=1.0)
+
+
+def test_a_member_without_a_network_is_a_one_line_error(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    cfg = make_cfg("+features@experts.mel.features=logmel")
+    with pytest.raises(SdcError, match=r"^experts\.mel\.model: expected a config with a _target_"):
+        validate(cfg)
+    cfg = make_cfg(
+        "+features@experts.mel.features=logmel",
+        "+model@experts.mel.model=cnn",
+        "experts.mel.features.normalize=loudest",
+    )
+    with pytest.raises(SdcError, match=r"^experts\.mel\.features\.normalize: expected one of"):
+        validate(cfg)
+
+
+def test_an_ensemble_trains_saves_and_exports(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    from sdc.train import train
+
+    cfg = make_cfg(
+        "trainer.max_epochs=2",
+        "data.batch_size=16",
+        "+features@experts.mel.features=logmel",
+        "+model@experts.mel.model=cnn",
+        "+experts.mel.spec_augment.p=0.5",
+    )
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test_acc"] <= 1.0
+    (best,) = (Path(cfg.paths.output_dir) / "checkpoints").glob("epoch*.ckpt")
+    model = load_classifier(best)
+    assert len(model.members) == 2
+    assert all(bool(m.frontend.fitted) for m in model.members), "each front end's statistics"
+    assert model.members[1].spec_augment.p == 0.5
+    recognizer = Recognizer.from_onnx(export_onnx(model, tmp_path / "ensemble.onnx"))
+    assert parity(model, recognizer) < PARITY_TOLERANCE
