@@ -24,11 +24,10 @@ LOGMEL = {"_target_": "sdc.audio.features.MfccFrontend", "kind": "logmel", "n_me
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True}
 
 
-def ensemble(**expert_frontend: object) -> DigitClassifier:
+def ensemble(weight: object = 1.0, **expert_frontend: object) -> DigitClassifier:
     frontend = {**LOGMEL, "normalize": "utterance", **expert_frontend}
-    return DigitClassifier(
-        net=CNN, frontend=MFCC, optim=ADAM, experts={"mel": {"frontend": frontend, "net": CNN}}
-    )
+    expert = {"frontend": frontend, "net": CNN, "weight": weight}
+    return DigitClassifier(net=CNN, frontend=MFCC, optim=ADAM, experts={"mel": expert})
 
 
 def test_one_member_is_the_model_and_more_average_their_probabilities() -> None:
@@ -39,6 +38,10 @@ def test_one_member_is_the_model_and_more_average_their_probabilities() -> None:
     combined = average_probabilities([a, b])
     torch.testing.assert_close(combined.softmax(dim=-1), mean)
     torch.testing.assert_close(combined.exp().sum(dim=-1), torch.ones(5))
+    weighted = average_probabilities([a, b], [1.0, 0.5])
+    torch.testing.assert_close(
+        weighted.softmax(dim=-1), (2 * a.softmax(dim=-1) + b.softmax(dim=-1)) / 3
+    )
 
 
 def test_an_ensemble_answers_with_its_members_mean_probabilities() -> None:
@@ -50,6 +53,11 @@ def test_an_ensemble_answers_with_its_members_mean_probabilities() -> None:
         members = [m(windows).softmax(dim=-1) for m in model.members]
         assert not torch.allclose(members[0], members[1], atol=1e-3)
         torch.testing.assert_close(model(windows).softmax(dim=-1), (members[0] + members[1]) / 2)
+        model.weights[1] = 0.25
+        torch.testing.assert_close(
+            model(windows).softmax(dim=-1), 0.8 * members[0] + 0.2 * members[1]
+        )
+        model.weights[1] = 1.0
         fused = model.for_inference()(windows)
     torch.testing.assert_close(fused, model(windows), atol=1e-4, rtol=1e-4)
 
@@ -82,9 +90,11 @@ def test_checkpoints_saved_before_ensembles_still_load() -> None:
         assert torch.equal(new(windows), old(windows))
 
 
-def test_members_must_hear_the_same_window() -> None:
+def test_members_must_hear_the_same_window_and_weigh_more_than_nothing() -> None:
     with pytest.raises(SdcError, match=r"^experts\.mel: expected windows of 18400 samples"):
         ensemble(clip_seconds=1.0)
+    with pytest.raises(SdcError, match=r"^experts\.mel\.weight: expected a number > 0, got 0"):
+        ensemble(weight=0)
 
 
 def test_a_member_without_a_network_is_a_one_line_error(
@@ -100,6 +110,13 @@ def test_a_member_without_a_network_is_a_one_line_error(
     )
     with pytest.raises(SdcError, match=r"^experts\.mel\.features\.normalize: expected one of"):
         validate(cfg)
+    cfg = make_cfg(
+        "+features@experts.mel.features=logmel",
+        "+model@experts.mel.model=cnn",
+        "+experts.mel.weight=-1",
+    )
+    with pytest.raises(SdcError, match=r"^experts\.mel\.weight: expected a positive number"):
+        validate(cfg)
 
 
 def test_an_ensemble_trains_saves_and_exports(
@@ -113,6 +130,7 @@ def test_an_ensemble_trains_saves_and_exports(
         "+features@experts.mel.features=logmel",
         "+model@experts.mel.model=cnn",
         "+experts.mel.spec_augment.p=0.5",
+        "+experts.mel.weight=0.5",
     )
     metrics = train(cfg)
     assert 0.0 <= metrics["test_acc"] <= 1.0
@@ -120,6 +138,6 @@ def test_an_ensemble_trains_saves_and_exports(
     model = load_classifier(best)
     assert len(model.members) == 2
     assert all(bool(m.frontend.fitted) for m in model.members), "each front end's statistics"
-    assert model.members[1].spec_augment.p == 0.5
+    assert model.members[1].spec_augment.p == 0.5 and model.weights == [1.0, 0.5]
     recognizer = Recognizer.from_onnx(export_onnx(model, tmp_path / "ensemble.onnx"))
     assert parity(model, recognizer) < PARITY_TOLERANCE

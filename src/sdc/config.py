@@ -131,6 +131,8 @@ def validate(cfg: DictConfig) -> None:
         _front_end(cfg, f"experts.{name}.features")
         if expert.get("spec_augment") is not None:
             _spec_augment(cfg, f"experts.{name}.spec_augment")
+        if expert.get("weight") is not None:
+            _positive(cfg, f"experts.{name}.weight")
     threads = cfg.get("threads")
     _require(
         cfg,

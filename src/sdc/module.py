@@ -28,24 +28,34 @@ LEGACY_PREFIXES = ("frontend.", "net.")
 """State-dict keys of checkpoints saved before ensembles: their one member's, unprefixed."""
 
 
-def average_probabilities(logits: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Log of the members' mean class probabilities (B, n_classes): logits for the ensemble,
-    which softmax, argmax and cross-entropy read as they read one model's. One member's logits
-    come back unchanged."""
+def average_probabilities(
+    logits: Sequence[torch.Tensor], weights: Sequence[float] | None = None
+) -> torch.Tensor:
+    """Log of the members' mean class probabilities (B, n_classes), weighted by `weights`
+    (equal if None): logits for the ensemble, which softmax, argmax and cross-entropy read as
+    they read one model's. One member's logits come back unchanged."""
     if len(logits) == 1:
         return logits[0]
-    log_probs = torch.stack([member.log_softmax(dim=-1) for member in logits])
-    return torch.logsumexp(log_probs, dim=0) - math.log(len(logits))
+    weights = [1.0] * len(logits) if weights is None else list(weights)
+    log_share = [math.log(w / sum(weights)) for w in weights]
+    log_probs = torch.stack(
+        [
+            member.log_softmax(dim=-1) + share
+            for member, share in zip(logits, log_share, strict=True)
+        ]
+    )
+    return torch.logsumexp(log_probs, dim=0)
 
 
 class DigitClassifier(pl.LightningModule):
     """Classifies fixed-length 8 kHz waveform windows (B, samples) into digits.
 
     The model is one front end with a network on it (`frontend`, `net`), or an ensemble of
-    several (`experts`, more members by name), whose class probabilities are averaged. Members
-    that hear the audio differently make different mistakes: a frozen pretrained embedding
-    and a CNN on MFCCs trained from scratch were wrong on different clips (docs/accuracy.md,
-    round 12). Each member is trained by its own loss, as if alone, on the same batches.
+    several (`experts`, more members by name), whose class probabilities are averaged, each
+    weighted by its `weight` against the first member's 1. Members that hear the audio
+    differently make different mistakes: a frozen pretrained embedding and a CNN on MFCCs
+    trained from scratch were wrong on different clips (docs/accuracy.md, round 12). Each
+    member is trained by its own loss, as if alone, on the same batches.
     """
 
     def __init__(
@@ -65,8 +75,13 @@ class DigitClassifier(pl.LightningModule):
         self.vtlp = VtlpConfig(**(vtlp or {}))
         n = len(self.labels)
         self.members = nn.ModuleList([Member(frontend, net, n, spec_augment)])
+        self.weights = [1.0]
         for name, expert in (experts or {}).items():
             member = Member(expert["frontend"], expert["net"], n, expert.get("spec_augment"))
+            weight = expert.get("weight", 1.0)
+            if not (isinstance(weight, (int, float)) and weight > 0):
+                raise SdcError(f"experts.{name}.weight: expected a number > 0, got {weight!r}")
+            self.weights.append(float(weight))
             first = self.frontend
             if (member.frontend.sample_rate, member.frontend.window) != (
                 first.sample_rate,
@@ -111,7 +126,7 @@ class DigitClassifier(pl.LightningModule):
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """Logits (B, n_classes) for waveform windows (B, samples)."""
-        return average_probabilities([member(windows) for member in self.members])
+        return average_probabilities([member(windows) for member in self.members], self.weights)
 
     def training_features(self, windows: torch.Tensor) -> list[torch.Tensor]:
         """Each member's features with the training-only feature augmentations (one VTLP warp
@@ -142,7 +157,7 @@ class DigitClassifier(pl.LightningModule):
         windows, labels = batch
         logits = self.training_logits(windows)
         loss = self.training_loss(logits, labels)
-        self.train_acc(average_probabilities(logits), labels)
+        self.train_acc(average_probabilities(logits, self.weights), labels)
         # Losses are plain tensors: `sync_dist` averages them over DDP ranks (metrics sync
         # themselves); it does nothing in a single process.
         self.log("train_loss", loss, on_step=True, on_epoch=True, sync_dist=True)

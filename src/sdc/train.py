@@ -66,6 +66,7 @@ def build_module(cfg: DictConfig) -> DigitClassifier:
                 "frontend": _plain(expert.features),
                 "net": _plain(expert.model),
                 "spec_augment": _plain(expert.get("spec_augment")),
+                "weight": expert.get("weight", 1.0),
             }
             for name, expert in (cfg.get("experts") or {}).items()
         },
