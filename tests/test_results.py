@@ -156,3 +156,15 @@ def test_checkpoint_selection_is_part_of_the_recipe_and_the_weights_folder_is_no
     moved = {"features": {"weights_dir": "/elsewhere"}}
     assert recipe(OmegaConf.merge(old, moved)) == recipe(old), "where is not what"
     assert recipe(OmegaConf.merge(old, {"features": {"pad_seconds": 0.2}})) != recipe(old)
+
+
+def test_an_ensemble_is_another_recipe_and_none_matches_trials_saved_before_them() -> None:
+    old = OmegaConf.create({"seed": 1, "features": {"n_mfcc": 40}, "model": {"width": 8}})
+    assert recipe(OmegaConf.merge(old, {"experts": {}})) == recipe(old)
+    member = {"features": {"n_mfcc": 20, "weights_dir": "/a"}, "model": {"width": 4}}
+    ensemble = recipe(OmegaConf.merge(old, {"experts": {"mfcc": member}}))
+    assert ensemble != recipe(old)
+    moved = {"experts": {"mfcc": {**member, "features": {"n_mfcc": 20, "weights_dir": "/b"}}}}
+    assert recipe(OmegaConf.merge(old, moved)) == ensemble, "where is not what"
+    heavier = {"experts": {"mfcc": {**member, "weight": 2.0}}}
+    assert recipe(OmegaConf.merge(old, heavier)) != ensemble

@@ -100,6 +100,7 @@ RECIPE_KEYS = (
     "spec_augment",
     "vtlp",
     "ema_decay",
+    "experts",
 )
 """What a trial's numbers depend on; `trainer.max_epochs` and `trainer.precision` too."""
 NOT_RECIPE = ("root", "download", "num_workers")
@@ -144,13 +145,18 @@ def recipe(config: DictConfig) -> dict[str, Any]:
     if not picked["ema_decay"]:
         # Off (0) is what every trial saved before the option existed did.
         del picked["ema_decay"]
-    features = picked["features"]
-    if isinstance(features, dict):
-        if not features.get("pad_seconds", 1):
-            # No padding, likewise (the speech embedding's `pad_seconds`).
-            del features["pad_seconds"]
-        # Where the pretrained weights are cached, not what they are (their SHA-256 is pinned).
-        features.pop("weights_dir", None)
+    if not picked["experts"]:
+        # One member, as every trial saved before ensembles existed.
+        del picked["experts"]
+    members = [picked["features"], *(e.get("features") for e in picked.get("experts", {}).values())]
+    for features in members:
+        if isinstance(features, dict):
+            if not features.get("pad_seconds", 1):
+                # No padding, likewise (the speech embedding's `pad_seconds`).
+                del features["pad_seconds"]
+            # Where the pretrained weights are cached, not what they are (their SHA-256 is
+            # pinned).
+            features.pop("weights_dir", None)
     picked["trainer"] = {
         k: OmegaConf.select(config, f"trainer.{k}") for k in ("max_epochs", "precision")
     }
