@@ -70,6 +70,7 @@ COMMANDS = {
     "transcribe": ("sdc.transcribe", "the digit string in longer recordings"),
     "listen": ("sdc.listen", "digits live from the microphone, a WAV file or stdin"),
     "export": ("sdc.export", "a checkpoint to ONNX and TorchScript"),
+    "ensemble": ("sdc.ensemble", "one model averaging finished runs (same split)"),
 }
 HYDRA_COMMANDS = ("train", "evaluate")
 

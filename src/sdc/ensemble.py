@@ -1,0 +1,143 @@
+"""`sdc ensemble RUN RUN ... --out DIR [--weights W W ...]`: one model from finished runs.
+
+Models that hear the clips differently are wrong on different clips; averaging their class
+probabilities fixed most of the random split's errors (docs/accuracy.md, round 12). Each member
+keeps the recipe it was trained with (its own augmentation, epochs, schedule), which training
+the members together in one run cannot give them. The result is an ordinary checkpoint (an
+ensemble `DigitClassifier`): `evaluate`, `predict`, `transcribe`, `listen` and `export` take it.
+
+The runs must share their split (the same `split.csv`): a member that trained on another
+split's test clips would make the ensemble's test accuracy a lie. The ensemble is tested once,
+on that split's test clips, and `metrics.json` says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from sdc.checkpoint import load_classifier
+from sdc.cli import user_errors
+from sdc.errors import SdcError
+from sdc.files import atomic_path, write_text
+from sdc.module import DigitClassifier
+from sdc.robustness import best_checkpoint, robustness, run_test_clips
+
+CHECKPOINT = Path("checkpoints") / "ensemble.ckpt"
+"""Where in the output folder the ensemble is saved: the layout of a training run, so that what
+reads run folders (`evaluate`'s split check, robustness, `best_checkpoint`) reads this one."""
+
+
+def combine(models: Sequence[DigitClassifier], weights: Sequence[float]) -> DigitClassifier:
+    """One ensemble of single-member models: the first model's settings, the others as
+    `experts` (`member1`, `member2`, ...), each weighted against the first."""
+    if len(models) < 2:
+        raise SdcError(f"an ensemble needs at least two models, got {len(models)}")
+    if len(weights) != len(models):
+        raise SdcError(
+            f"--weights: expected {len(models)} weights, one per run, got {len(weights)}"
+        )
+    if any(not w > 0 for w in weights):
+        raise SdcError(f"--weights: expected numbers > 0, got {list(weights)}")
+    for i, model in enumerate(models):
+        if len(model.members) > 1:
+            raise SdcError(f"run {i + 1} is an ensemble already: combine single models")
+        if list(model.labels) != list(models[0].labels):
+            raise SdcError(f"run {i + 1}: labels {model.labels} differ from {models[0].labels}")
+    first = dict(models[0].hparams)
+    experts = {
+        f"member{i}": {
+            "frontend": dict(model.hparams["frontend"]),
+            "net": dict(model.hparams["net"]),
+            "spec_augment": model.hparams.get("spec_augment"),
+            "weight": weights[i] / weights[0],
+        }
+        for i, model in enumerate(models[1:], start=1)
+    }
+    ensemble = DigitClassifier(**{**first, "experts": experts})
+    for member, model in zip(ensemble.members, models, strict=True):
+        member.load_state_dict(model.members[0].state_dict())
+    return ensemble.eval()
+
+
+def _same_split(runs: Sequence[Path]) -> str:
+    splits = []
+    for run in runs:
+        for path in (run / "split.csv", run / ".hydra" / "config.yaml"):
+            if not path.is_file():
+                raise SdcError(f"{path}: missing; is {run} a finished training run?")
+        splits.append((run / "split.csv").read_text())
+    for run, split in zip(runs[1:], splits[1:], strict=True):
+        if split != splits[0]:
+            raise SdcError(
+                f"{run}: its split.csv differs from {runs[0]}'s: members must be trained on the "
+                "same split (same data.split, seed and speakers)"
+            )
+    return splits[0]
+
+
+def build(runs: Sequence[Path], weights: Sequence[float], out: Path) -> dict[str, object]:
+    """Combine the runs' selected checkpoints into `out`, test the ensemble, return metrics."""
+    runs = [Path(r) for r in runs]
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise SdcError(f"{out}: not empty; give a new folder (nothing is overwritten)")
+    split = _same_split(runs)
+    checkpoints = [best_checkpoint(run) for run in runs]
+    model = combine([load_classifier(c) for c in checkpoints], weights)
+    waves, labels = run_test_clips(runs[0])
+    accuracy = robustness(model, waves, labels, model.window, sample_rate=model.sample_rate)
+    config = runs[0] / ".hydra" / "config.yaml"
+    with atomic_path(out / CHECKPOINT) as tmp:
+        checkpoint = {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "pytorch-lightning_version": pl.__version__,
+        }
+        torch.save(checkpoint, tmp)
+    write_text(out / "split.csv", split)
+    # The first run's config: where the data is, which the test clips are read from.
+    write_text(out / ".hydra" / "config.yaml", config.read_text())
+    metrics = {
+        "test_acc": accuracy["clean"],
+        "best_checkpoint": str(out / CHECKPOINT),
+        "members": [str(c) for c in checkpoints],
+        "weights": list(weights),
+        "test_clips": len(labels),
+    }
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_text(out / "robustness.json", json.dumps({"accuracy": accuracy}, indent=2) + "\n")
+    return metrics
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="sdc ensemble",
+        description="Combine finished runs (same split) into one model that averages them.",
+    )
+    parser.add_argument("runs", type=Path, nargs="+", help="run folders written by sdc train")
+    parser.add_argument("--out", type=Path, required=True, help="a new folder for the ensemble")
+    parser.add_argument(
+        "--weights", type=float, nargs="+", help="one per run (default: equal weights)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    with user_errors():
+        weights = args.weights or [1.0] * len(args.runs)
+        metrics = build(args.runs, weights, args.out)
+        print(
+            f"wrote {metrics['best_checkpoint']}: test accuracy {100 * metrics['test_acc']:.2f}% "
+            f"on the runs' {metrics['test_clips']} test clips"
+        )
+
+
+if __name__ == "__main__":
+    main()
