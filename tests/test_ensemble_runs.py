@@ -4,6 +4,10 @@ different splits are refused, and nothing is overwritten."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,7 +92,8 @@ def test_runs_on_different_splits_are_refused(
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert (
-        err.startswith(f"error: {runs['other_split']}: its split.csv differs") and "\n" not in err
+        err.startswith(f"error: {runs['other_split']}: its test clips (split.csv) differ")
+        and "\n" not in err
     )
     assert not out.exists()
 
@@ -115,3 +120,25 @@ def test_weights_and_members_are_checked(runs: dict[str, Path]) -> None:
     pair = combine([model, model], [1.0, 1.0])
     with pytest.raises(SdcError, match=r"^run 1 is an ensemble already"):
         combine([pair, model], [1.0, 1.0])
+
+
+def test_the_command_reads_run_configs_as_hydra_saved_them(
+    runs: dict[str, Path], tiny_fsdd: Path, tmp_path: Path
+) -> None:
+    """In a fresh process, with the data root an interpolation, as in a CLI run's config."""
+    copies = []
+    for name in ("mfcc", "logmel"):
+        copy = tmp_path / name
+        shutil.copytree(runs[name], copy)
+        config = OmegaConf.load(copy / ".hydra" / "config.yaml")
+        config.data.root = "${oc.env:SDC_TEST_FSDD,${sdc.project_root:}/data/fsdd}"
+        OmegaConf.save(config, copy / ".hydra" / "config.yaml")
+        copies.append(str(copy))
+    done = subprocess.run(
+        [sys.executable, "-m", "sdc", "ensemble", *copies, "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SDC_TEST_FSDD": str(tiny_fsdd)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "test accuracy" in done.stdout

@@ -17,6 +17,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn.utils.rnn import pad_sequence
 
+import sdc.config  # noqa: F401  (registers the resolver that saved run configs use)
 from sdc.audio.augment import endpoint, noise_std_for_snr
 from sdc.audio.io import read_audio
 from sdc.audio.window import fit_to_window
