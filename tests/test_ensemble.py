@@ -125,7 +125,7 @@ def test_an_ensemble_trains_saves_and_exports(
     from sdc.train import train
 
     cfg = make_cfg(
-        "trainer.max_epochs=2",
+        "trainer.max_epochs=1",
         "data.batch_size=16",
         "+features@experts.mel.features=logmel",
         "+model@experts.mel.model=cnn",

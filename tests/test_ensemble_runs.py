@@ -27,7 +27,7 @@ from sdc.module import DigitClassifier
 from sdc.robustness import best_checkpoint, run_test_clips
 from sdc.train import train
 
-QUICK = ("trainer.max_epochs=2", "data.batch_size=16", "optim.lr=3e-3")
+QUICK = ("trainer.max_epochs=1", "data.batch_size=16", "optim.lr=3e-3")
 QUICK += ("data.augment.pitch_shift.p=0", "data.augment.time_stretch.p=0")
 
 
