@@ -24,6 +24,7 @@ from sdc.ensemble import main as ensemble_main
 from sdc.errors import SdcError
 from sdc.inference import Recognizer
 from sdc.module import DigitClassifier
+from sdc.results import recipe
 from sdc.robustness import best_checkpoint, run_test_clips
 from sdc.train import train
 
@@ -80,6 +81,10 @@ def test_runs_become_one_model_that_averages_them(
     assert metrics["test_acc"] == pytest.approx(accuracy)
     assert (out / "split.csv").read_text() == (runs["mfcc"] / "split.csv").read_text()
     assert best_checkpoint(out) == out / CHECKPOINT, "a run folder like any other"
+    saved = OmegaConf.load(out / ".hydra" / "config.yaml")
+    first = OmegaConf.load(runs["mfcc"] / ".hydra" / "config.yaml")
+    assert recipe(saved) != recipe(first), "never taken for the first run's recipe"
+    assert saved.experts.member1.weight == 0.5 and saved.experts.member1.features.kind == "logmel"
     assert Recognizer.load(out / CHECKPOINT).labels == tuple(model.labels)
 
 

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 
 from sdc.checkpoint import load_classifier
 from sdc.cli import user_errors
 from sdc.errors import SdcError
 from sdc.files import atomic_path, write_text
 from sdc.module import DigitClassifier
-from sdc.robustness import best_checkpoint, robustness, run_test_clips
+from sdc.robustness import SNRS_DB, best_checkpoint, robustness, run_test_clips
 
 CHECKPOINT = Path("checkpoints") / "ensemble.ckpt"
 """Where in the output folder the ensemble is saved: the layout of a training run, so that what
@@ -91,6 +92,22 @@ def _same_test_clips(runs: Sequence[Path]) -> str:
     return splits[0]
 
 
+def _ensemble_config(first_run_config: Path, model: DigitClassifier) -> str:
+    """The first run's config (where the data is, which the test clips are read from) with the
+    other members as its `experts`: a recipe of its own, never mistaken for the first run's."""
+    config = OmegaConf.load(first_run_config)
+    config.experts = {
+        name: {
+            "features": expert["frontend"],
+            "model": expert["net"],
+            "spec_augment": expert["spec_augment"],
+            "weight": expert["weight"],
+        }
+        for name, expert in model.hparams["experts"].items()
+    }
+    return OmegaConf.to_yaml(config)
+
+
 def build(runs: Sequence[Path], weights: Sequence[float], out: Path) -> dict[str, object]:
     """Combine the runs' selected checkpoints into `out`, test the ensemble, return metrics."""
     runs = [Path(r) for r in runs]
@@ -111,8 +128,7 @@ def build(runs: Sequence[Path], weights: Sequence[float], out: Path) -> dict[str
         }
         torch.save(checkpoint, tmp)
     write_text(out / "split.csv", split)
-    # The first run's config: where the data is, which the test clips are read from.
-    write_text(out / ".hydra" / "config.yaml", config.read_text())
+    write_text(out / ".hydra" / "config.yaml", _ensemble_config(config, model))
     metrics = {
         "test_acc": accuracy["clean"],
         "best_checkpoint": str(out / CHECKPOINT),
@@ -121,7 +137,9 @@ def build(runs: Sequence[Path], weights: Sequence[float], out: Path) -> dict[str
         "test_clips": len(labels),
     }
     write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    write_text(out / "robustness.json", json.dumps({"accuracy": accuracy}, indent=2) + "\n")
+    # As `make results` caches it, so a table that lists this folder reuses it.
+    noise = {"snr_db": [float(snr) for snr in SNRS_DB], "seed": 0, "accuracy": accuracy}
+    write_text(out / "robustness.json", json.dumps(noise, indent=2) + "\n")
     return metrics
 
 
