@@ -97,26 +97,23 @@ def test_members_must_hear_the_same_window_and_weigh_more_than_nothing() -> None
         ensemble(weight=0)
 
 
-def test_a_member_without_a_network_is_a_one_line_error(
-    make_cfg: Callable[..., DictConfig],
+MEL = ("+features@experts.mel.features=logmel", "+model@experts.mel.model=cnn")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        (MEL[:1], r"^experts\.mel\.model: expected a config with a _target_"),
+        ((*MEL, "experts.mel.features.normalize=loudest"), r"^experts\.mel\.features\.normalize: "),
+        ((*MEL, "+experts.mel.weight=-1"), r"^experts\.mel\.weight: expected a positive number"),
+        ((*MEL, "+experts.mel.spec_augment=0.5"), r"^experts\.mel\.spec_augment: expected a map"),
+    ],
+)
+def test_a_bad_member_is_a_one_line_error_naming_it(
+    make_cfg: Callable[..., DictConfig], overrides: tuple[str, ...], error: str
 ) -> None:
-    cfg = make_cfg("+features@experts.mel.features=logmel")
-    with pytest.raises(SdcError, match=r"^experts\.mel\.model: expected a config with a _target_"):
-        validate(cfg)
-    cfg = make_cfg(
-        "+features@experts.mel.features=logmel",
-        "+model@experts.mel.model=cnn",
-        "experts.mel.features.normalize=loudest",
-    )
-    with pytest.raises(SdcError, match=r"^experts\.mel\.features\.normalize: expected one of"):
-        validate(cfg)
-    cfg = make_cfg(
-        "+features@experts.mel.features=logmel",
-        "+model@experts.mel.model=cnn",
-        "+experts.mel.weight=-1",
-    )
-    with pytest.raises(SdcError, match=r"^experts\.mel\.weight: expected a positive number"):
-        validate(cfg)
+    with pytest.raises(SdcError, match=error):
+        validate(make_cfg(*overrides))
 
 
 def test_an_ensemble_trains_saves_and_exports(
@@ -127,8 +124,7 @@ def test_an_ensemble_trains_saves_and_exports(
     cfg = make_cfg(
         "trainer.max_epochs=1",
         "data.batch_size=16",
-        "+features@experts.mel.features=logmel",
-        "+model@experts.mel.model=cnn",
+        *MEL,
         "+experts.mel.spec_augment.p=0.5",
         "+experts.mel.weight=0.5",
     )

@@ -88,6 +88,7 @@ def _front_end(cfg: DictConfig, key: str) -> None:
 def _spec_augment(cfg: DictConfig, key: str) -> None:
     """A member's settings may name only some keys: the others keep SpecAugment's defaults."""
     given = OmegaConf.select(cfg, key)
+    _require(cfg, key, OmegaConf.is_dict(given), "a mapping of SpecAugment settings")
     for name in ("p", "freq_masks", "freq_width", "time_masks", "time_width"):
         if name in given:
             (_probability if name == "p" else _count)(cfg, f"{key}.{name}")
