@@ -66,8 +66,7 @@ def _setup(cfg: DictConfig, device: torch.device) -> tuple[Any, Any, list[tuple]
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     module = build_module(cfg).to(device)
-    for member in module.members:
-        member.frontend.fit(w.to(device) for w in datamodule.clean_windows("train"))
+    module.fit_frontends(datamodule)
     batches = [tuple(t.to(device) for t in batch) for batch in datamodule.train_dataloader()]
     return datamodule, module, batches
 
@@ -165,8 +164,7 @@ def measure_epoch(cfg: DictConfig, device_name: str) -> dict[str, Any]:
             _sync(device)
             t2 = time.perf_counter()
             with torch.autocast(device.type, enabled=amp):
-                logits = [m.net(f) for m, f in zip(module.members, features, strict=True)]
-                loss = module.training_loss(logits, labels)
+                loss = module.training_loss(module.member_logits(features), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -28,7 +28,13 @@ from sdc.cli import user_errors
 from sdc.errors import SdcError
 from sdc.files import atomic_path, write_text
 from sdc.module import DigitClassifier
-from sdc.robustness import SNRS_DB, best_checkpoint, robustness, run_test_clips
+from sdc.robustness import (
+    SNRS_DB,
+    best_checkpoint,
+    robustness,
+    run_test_clips,
+    write_cached,
+)
 
 CHECKPOINT = Path("checkpoints") / "ensemble.ckpt"
 """Where in the output folder the ensemble is saved: the layout of a training run, so that what
@@ -138,8 +144,7 @@ def build(runs: Sequence[Path], weights: Sequence[float], out: Path) -> dict[str
     }
     write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     # As `make results` caches it, so a table that lists this folder reuses it.
-    noise = {"snr_db": [float(snr) for snr in SNRS_DB], "seed": 0, "accuracy": accuracy}
-    write_text(out / "robustness.json", json.dumps(noise, indent=2) + "\n")
+    write_cached(out, SNRS_DB, 0, accuracy)
     return metrics
 
 

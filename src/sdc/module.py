@@ -134,22 +134,29 @@ class DigitClassifier(pl.LightningModule):
         warp = draw_factors(len(windows), self.vtlp, self.device)
         return [member.training_features(windows, warp) for member in self.members]
 
+    def member_logits(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Each member's network on its own features (as `training_features` returns them)."""
+        return [member.net(f) for member, f in zip(self.members, features, strict=True)]
+
     def training_logits(self, windows: torch.Tensor) -> list[torch.Tensor]:
         """Each member's logits, as `forward` computes them, with the training-only feature
         augmentations."""
-        features = self.training_features(windows)
-        return [member.net(f) for member, f in zip(self.members, features, strict=True)]
+        return self.member_logits(self.training_features(windows))
 
     def training_loss(self, logits: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """The members' mean cross-entropy: each learns as if alone, none leans on another."""
         return torch.stack([F.cross_entropy(member, labels) for member in logits]).mean()
 
-    def on_fit_start(self) -> None:
-        """Fit the front ends' feature statistics on clean training windows, once per model."""
-        datamodule = self.trainer.datamodule
+    def fit_frontends(self, datamodule: Any) -> None:
+        """Fit the feature statistics of every front end not yet fitted, on the datamodule's
+        clean training windows."""
         for member in self.members:
             if not bool(member.frontend.fitted):
                 member.frontend.fit(w.to(self.device) for w in datamodule.clean_windows("train"))
+
+    def on_fit_start(self) -> None:
+        """Fit the front ends' feature statistics on clean training windows, once per model."""
+        self.fit_frontends(self.trainer.datamodule)
 
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int

@@ -37,7 +37,7 @@ from sdc.config import config_dir
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.machine import summary
-from sdc.robustness import conditions, evaluate_run
+from sdc.robustness import evaluate_run, read_cached, write_cached
 
 log = logging.getLogger(__name__)
 
@@ -262,17 +262,12 @@ def collect(cfg: DictConfig) -> dict[str, Any]:
 
 def _robustness(folder: Path, opts: DictConfig) -> dict[str, float]:
     """Cached in the trial's folder: evaluating a model twice gives the same numbers anyway."""
-    cache = folder / "robustness.json"
     snrs = [float(s) for s in opts.snr_db]
-    if cache.is_file():
-        saved = json.loads(cache.read_text())
-        names = list(conditions(1, snrs))
-        same = saved.get("snr_db") == snrs and saved.get("seed") == opts.noise_seed
-        if same and list(saved.get("accuracy", {})) == names:
-            return saved["accuracy"]
+    cached = read_cached(folder, snrs, opts.noise_seed)
+    if cached is not None:
+        return cached
     accuracy = evaluate_run(folder, snrs, int(opts.noise_seed))
-    payload = {"snr_db": snrs, "seed": opts.noise_seed, "accuracy": accuracy}
-    write_text(cache, json.dumps(payload, indent=2) + "\n")
+    write_cached(folder, snrs, opts.noise_seed, accuracy)
     return accuracy
 
 

@@ -23,6 +23,7 @@ from sdc.audio.io import read_audio
 from sdc.audio.window import fit_to_window
 from sdc.data.fsdd import FILENAME, find_recordings_dir
 from sdc.errors import SdcError
+from sdc.files import write_text
 from sdc.module import DigitClassifier
 
 SNRS_DB = (20.0, 10.0, 5.0, 0.0)
@@ -32,6 +33,9 @@ dB below its loudest 10 ms: a tight endpointer, which drops weak onsets and coda
 "s" of "six" (FSDD's own trimming left some speakers' clips about this tight)."""
 
 Condition = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+
+CACHE = "robustness.json"
+"""A run folder's robustness figures, with the SNRs and noise seed they were measured with."""
 
 
 def conditions(
@@ -137,3 +141,23 @@ def evaluate_run(
     return robustness(
         model, waves, labels, model.window, snr_db, seed, sample_rate=model.sample_rate
     )
+
+
+def read_cached(folder: Path, snr_db: Sequence[float], seed: int) -> dict[str, float] | None:
+    """The run's cached figures if they were measured under these conditions, else None."""
+    cache = Path(folder) / CACHE
+    if not cache.is_file():
+        return None
+    saved = json.loads(cache.read_text())
+    snrs = [float(s) for s in snr_db]
+    same = saved.get("snr_db") == snrs and saved.get("seed") == seed
+    if same and list(saved.get("accuracy", {})) == list(conditions(1, snrs)):
+        return saved["accuracy"]
+    return None
+
+
+def write_cached(
+    folder: Path, snr_db: Sequence[float], seed: int, accuracy: dict[str, float]
+) -> None:
+    payload = {"snr_db": [float(s) for s in snr_db], "seed": seed, "accuracy": accuracy}
+    write_text(Path(folder) / CACHE, json.dumps(payload, indent=2) + "\n")
