@@ -13,12 +13,14 @@ from omegaconf import OmegaConf, open_dict
 
 import sdc.results
 from sdc.config import config_dir
-from sdc.results import recipe, results
+from sdc.errors import SdcError
+from sdc.results import ensemble_rows, recipe, results
+from sdc.robustness import best_checkpoint
 
 pytestmark = pytest.mark.slow
 
 
-def results_cfg(tiny_fsdd: Path, out: Path):
+def results_cfg(tiny_fsdd: Path, out: Path, *extra: str):
     tiny = [
         f"data.root={tiny_fsdd}",
         "data.download=false",
@@ -43,6 +45,7 @@ def results_cfg(tiny_fsdd: Path, out: Path):
                 "results.sweep_values.official='1'",
                 "results.sweep_values.loso='[alice],[bob]'",
                 "results.overrides=[" + ",".join(f"'{o}'" for o in tiny) + "]",
+                *extra,
             ],
             return_hydra_config=True,
         )
@@ -103,6 +106,86 @@ def test_results_trains_every_protocol_and_writes_the_table(
         edited.results.overrides.append("optim.lr=0.01")
     with pytest.raises(AssertionError, match="reuse must not"):
         results(edited)
+
+
+def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
+    tiny_fsdd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "results"
+    cfg = results_cfg(
+        tiny_fsdd,
+        out,
+        "results.rows=[baseline,pair]",
+        "results.protocols=[random]",
+        "+results.ensembles.pair.members=[baseline,best_bcresnet]",
+        "+results.ensembles.pair.weights=[2,1]",
+    )
+    with open_dict(cfg):
+        # best_bcresnet's synthetic voices need espeak-ng; its other steps run as they are.
+        cfg.results.overrides.append("data.synthetic.voices=0")
+    payload = results(cfg)
+
+    members = {
+        name: {
+            _seed(metrics.parent): metrics.parent
+            for metrics in out.glob(f"sweeps/{name}/random/*/*/metrics.json")
+        }
+        for name in ("baseline", "best_bcresnet")
+    }
+    cell = payload["table"]["pair"]["random"]
+    assert cell["test_acc"]["n"] == 2
+    for trial in cell["trials"]:
+        folder = Path(trial["folder"])
+        assert folder.is_relative_to(out / "sweeps" / "pair" / "random")
+        saved = json.loads((folder / "metrics.json").read_text())
+        expected = [str(best_checkpoint(members[name][trial["value"]])) for name in members]
+        assert saved["members"] == expected, "members paired by seed"
+        assert saved["weights"] == [2.0, 1.0]
+        assert (folder / "robustness.json").is_file()
+    table = (out / "results.md").read_text()
+    assert "| `pair` |" in table
+    assert "`pair` averages the class probabilities of `baseline` and `best_bcresnet`" in table
+    assert "(weights 2, 1)" in table
+
+    # Built once: a second table reuses the members' trials and the ensembles.
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("reuse must not train or combine again")
+
+    monkeypatch.setattr(sdc.results, "run_sweep", refuse)
+    monkeypatch.setattr(sdc.results, "build_ensemble", refuse)
+    again = results(cfg)["table"]["pair"]["random"]
+    assert again["trials"] == cell["trials"] and again["robustness"] == cell["robustness"]
+    assert again["wall_seconds_this_run"] == 0.0
+
+    # Other weights are another ensemble, built beside the first.
+    with open_dict(cfg):
+        cfg.results.ensembles.pair.weights = None
+    with pytest.raises(AssertionError, match="combine again"):
+        results(cfg)
+
+
+def _seed(folder: Path) -> int:
+    return int(OmegaConf.load(folder / ".hydra" / "config.yaml").seed)
+
+
+@pytest.mark.parametrize(
+    ("ensembles", "message"),
+    [
+        ({"best": {"members": ["baseline", "best_mfcc"]}}, r"results.ensembles.best: the name"),
+        ({"pair": {"members": ["baseline"]}}, r"results.ensembles.pair.members: expected two"),
+        ({"pair": {"members": ["baseline", "nope"]}}, r"pair.members: .*got \['baseline', 'nope"),
+        (
+            {"pair": {"members": ["baseline", "best"], "weights": [1]}},
+            r"results.ensembles.pair.weights: expected null or 2 numbers > 0, got \[1\]",
+        ),
+        ({"pair": {"members": ["baseline", "best"], "weights": [1, 0]}}, r"pair.weights"),
+    ],
+)
+def test_a_bad_ensemble_row_is_one_line_naming_its_key(ensembles: dict, message: str) -> None:
+    with pytest.raises(SdcError, match=message):
+        ensemble_rows(OmegaConf.create({"ensembles": ensembles}))
+    pair = {"pair": {"members": ["baseline", "best"], "weights": None}}
+    assert ensemble_rows(OmegaConf.create({"ensembles": pair}))["pair"].weights == [1.0, 1.0]
 
 
 def test_a_step_that_is_off_matches_a_recipe_saved_before_it_existed() -> None:

@@ -9,6 +9,10 @@ robustness columns (`sdc.robustness`) on the random split.
 Each multirun goes to a new attempt folder, `<dir>/sweeps/<row>/<protocol>/<attempt>/`. With
 `reuse`, finished trials found in earlier attempts are kept and only the missing ones are
 trained, so an interrupted run continues where it stopped and nothing is overwritten.
+
+A row may also be an ensemble of other rows (`results.ensembles`): their trials, trained as
+above, are combined trial by trial (the same seed, the same held-out speaker) by `sdc ensemble`
+into `<dir>/sweeps/<ensemble>/<protocol>/<attempt>/<n>/`, and tested like any other trial.
 """
 
 from __future__ import annotations
@@ -34,10 +38,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir
+from sdc.ensemble import build as build_ensemble
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.machine import summary
-from sdc.robustness import evaluate_run, read_cached, write_cached
+from sdc.robustness import best_checkpoint, evaluate_run, read_cached, write_cached
 
 log = logging.getLogger(__name__)
 
@@ -223,36 +228,130 @@ def run_sweep(
     return time.perf_counter() - started
 
 
+def experiment_trials(
+    row: str, protocol: str, opts: DictConfig, overrides: Sequence[str]
+) -> tuple[str, list[Trial], float]:
+    """One row's trials of one protocol, training the missing ones: the swept key, the trials
+    in the protocol's order, and the wall time spent training."""
+    root = Path(opts.dir)
+    key, values = sweep_plan(row, protocol, overrides, opts.sweep_values.get(protocol))
+    recipes = {
+        _key(_value_of(key, v)): recipe(compose_trial(row, protocol, [*overrides, f"{key}={v}"]))
+        for v in values
+    }
+    sweeps = root / "sweeps" / row / protocol
+    done = finished_trials(sweeps, key, recipes) if opts.reuse else {}
+    missing = [v for v in values if _key(_value_of(key, v)) not in done]
+    wall = 0.0
+    if missing:
+        attempt = sweeps / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        wall = run_sweep(row, protocol, key, missing, attempt, overrides)
+        fresh = finished_trials(attempt, key, recipes)
+        done.update({k: t for k, t in fresh.items() if k not in done})
+    trials = [done[k] for k in (_key(_value_of(key, v)) for v in values) if k in done]
+    if len(trials) < len(values):
+        raise SdcError(f"results: {row}/{protocol} has {len(trials)}/{len(values)} trials")
+    return key, trials, wall
+
+
+@dataclass
+class EnsembleRow:
+    """A row that averages other rows' trials (`results.ensembles.<name>`)."""
+
+    members: list[str]
+    weights: list[float]
+
+
+def ensemble_rows(opts: DictConfig) -> dict[str, EnsembleRow]:
+    """The configured ensemble rows, checked: each names two or more experiments, and weights
+    that are null (equal) or one positive number per member."""
+    experiments = config_dir() / "experiment"
+    rows: dict[str, EnsembleRow] = {}
+    for name, spec in (opts.get("ensembles") or {}).items():
+        where = f"results.ensembles.{name}"
+        if (experiments / f"{name}.yaml").is_file():
+            raise SdcError(f"{where}: the name of an experiment; give the ensemble its own name")
+        members = list(spec.get("members") or [])
+        unknown = [m for m in members if not (experiments / f"{m}.yaml").is_file()]
+        if len(members) < 2 or unknown:
+            raise SdcError(
+                f"{where}.members: expected two or more experiments (configs/experiment/), "
+                f"got {members}"
+            )
+        weights = spec.get("weights")
+        weights = [1.0] * len(members) if weights is None else list(weights)
+        if len(weights) != len(members) or not all(
+            isinstance(w, (int, float)) and w > 0 for w in weights
+        ):
+            raise SdcError(
+                f"{where}.weights: expected null or {len(members)} numbers > 0, got {weights}"
+            )
+        rows[str(name)] = EnsembleRow(members, [float(w) for w in weights])
+    return rows
+
+
+def _built_ensembles(sweeps: Path) -> dict[str, Path]:
+    """Ensembles already built under `sweeps`, by their member checkpoints and weights."""
+    built: dict[str, Path] = {}
+    for metrics_file in sorted(sweeps.glob("**/metrics.json")):
+        metrics = json.loads(metrics_file.read_text())
+        if "test_acc" in metrics and "members" in metrics:
+            built.setdefault(_key([metrics["members"], metrics["weights"]]), metrics_file.parent)
+    return built
+
+
+def ensemble_trials(
+    members: Sequence[tuple[str, list[Trial], float]], weights: Sequence[float], sweeps: Path
+) -> tuple[str, list[Trial], float]:
+    """The members' trials averaged trial by trial (same seed, same held-out speaker) with
+    `sdc ensemble`, each into `<sweeps>/<attempt>/<n>`; one already built from the same
+    checkpoints and weights is reused. Its training time is the members' together."""
+    key = members[0][0]
+    wall = sum(member[2] for member in members)
+    attempt = sweeps / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    built = _built_ensembles(sweeps)
+    trials = []
+    for n, group in enumerate(zip(*(member[1] for member in members), strict=True)):
+        if any(t.value != group[0].value for t in group):
+            raise SdcError(f"results: {sweeps} pairs trials of {[t.value for t in group]}")
+        checkpoints = [str(best_checkpoint(t.folder)) for t in group]
+        folder = built.get(_key([checkpoints, list(weights)]))
+        if folder is None:
+            started = time.perf_counter()
+            folder = attempt / str(n)
+            build_ensemble([t.folder for t in group], weights, folder)
+            wall += time.perf_counter() - started
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics["fit_seconds"] = sum(float(t.metrics.get("fit_seconds", 0.0)) for t in group)
+        trials.append(Trial(group[0].value, folder, metrics))
+    return key, trials, wall
+
+
 def collect(cfg: DictConfig) -> dict[str, Any]:
     """Train what is missing, evaluate every trial, and gather the table's numbers."""
     opts = cfg.results
-    root = Path(opts.dir)
+    ensembles = ensemble_rows(opts)
     overrides = list(opts.overrides)
     if opts.epochs is not None:
         overrides.append(f"trainer.max_epochs={int(opts.epochs)}")
+    known: dict[tuple[str, str], tuple[str, list[Trial], float]] = {}
+
+    def trials_of(row: str, protocol: str) -> tuple[str, list[Trial], float]:
+        # An ensemble's members may be rows of the table too: their trials are gathered once.
+        if (row, protocol) not in known:
+            known[row, protocol] = experiment_trials(row, protocol, opts, overrides)
+        return known[row, protocol]
+
     table: dict[str, Any] = {}
     for row in opts.rows:
         table[row] = {}
         for protocol in opts.protocols:
-            key, values = sweep_plan(row, protocol, overrides, opts.sweep_values.get(protocol))
-            recipes = {
-                _key(_value_of(key, v)): recipe(
-                    compose_trial(row, protocol, [*overrides, f"{key}={v}"])
-                )
-                for v in values
-            }
-            sweeps = root / "sweeps" / row / protocol
-            done = finished_trials(sweeps, key, recipes) if opts.reuse else {}
-            missing = [v for v in values if _key(_value_of(key, v)) not in done]
-            wall = 0.0
-            if missing:
-                attempt = sweeps / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-                wall = run_sweep(row, protocol, key, missing, attempt, overrides)
-                fresh = finished_trials(attempt, key, recipes)
-                done.update({k: t for k, t in fresh.items() if k not in done})
-            trials = [done[k] for k in (_key(_value_of(key, v)) for v in values) if k in done]
-            if len(trials) < len(values):
-                raise SdcError(f"results: {row}/{protocol} has {len(trials)}/{len(values)} trials")
+            if row in ensembles:
+                members = [trials_of(m, protocol) for m in ensembles[row].members]
+                sweeps = Path(opts.dir) / "sweeps" / row / protocol
+                key, trials, wall = ensemble_trials(members, ensembles[row].weights, sweeps)
+            else:
+                key, trials, wall = trials_of(row, protocol)
             if protocol in opts.robustness_protocols:
                 for trial in trials:
                     trial.robustness = _robustness(trial.folder, opts)
@@ -366,6 +465,17 @@ def markdown(table: dict[str, Any], opts: DictConfig, host: str, wall: float) ->
             for p in protocols
         ]
         lines.append(f"| `{row}` | " + " | ".join(times) + " |")
+    ensembles = ensemble_rows(opts)
+    averaged = [
+        f"`{row}` averages the class probabilities of "
+        + " and ".join(f"`{m}`" for m in ensembles[row].members)
+        + f" (weights {', '.join(f'{w:g}' for w in ensembles[row].weights)}), trial by trial "
+        "(`sdc ensemble`); its training time is theirs together."
+        for row in table
+        if row in ensembles
+    ]
+    if averaged:
+        lines += ["", *averaged]
     epochs = "each recipe's own" if opts.epochs is None else str(opts.epochs)
     lines += [
         "",
