@@ -466,16 +466,15 @@ def markdown(table: dict[str, Any], opts: DictConfig, host: str, wall: float) ->
         ]
         lines.append(f"| `{row}` | " + " | ".join(times) + " |")
     ensembles = ensemble_rows(opts)
-    averaged = [
-        f"`{row}` averages the class probabilities of "
-        + " and ".join(f"`{m}`" for m in ensembles[row].members)
-        + f" (weights {', '.join(f'{w:g}' for w in ensembles[row].weights)}), trial by trial "
-        "(`sdc ensemble`); its training time is theirs together."
-        for row in table
-        if row in ensembles
-    ]
-    if averaged:
-        lines += ["", *averaged]
+    for row in (r for r in table if r in ensembles):
+        members = [f"`{m}`" for m in ensembles[row].members]
+        weights = ", ".join(f"{w:g}" for w in ensembles[row].weights)
+        lines += [
+            "",
+            f"`{row}` averages the class probabilities of {', '.join(members[:-1])} and "
+            f"{members[-1]} (weights {weights}), trial by trial (`sdc ensemble`); its training "
+            "time is theirs together.",
+        ]
     epochs = "each recipe's own" if opts.epochs is None else str(opts.epochs)
     lines += [
         "",
