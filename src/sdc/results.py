@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import hydra
 from hydra import compose, initialize_config_dir
@@ -55,6 +55,15 @@ class Trial:
     folder: Path
     metrics: dict[str, Any]
     robustness: dict[str, float] = field(default_factory=dict)
+
+
+class Sweep(NamedTuple):
+    """A row's trials of one protocol: the key the protocol sweeps, the trials in the order of
+    its values, and the wall time this run spent training or combining them."""
+
+    key: str
+    trials: list[Trial]
+    wall: float
 
 
 def _key(value: Any) -> str:
@@ -228,9 +237,7 @@ def run_sweep(
     return time.perf_counter() - started
 
 
-def experiment_trials(
-    row: str, protocol: str, opts: DictConfig, overrides: Sequence[str]
-) -> tuple[str, list[Trial], float]:
+def experiment_trials(row: str, protocol: str, opts: DictConfig, overrides: Sequence[str]) -> Sweep:
     """One row's trials of one protocol, training the missing ones: the swept key, the trials
     in the protocol's order, and the wall time spent training."""
     root = Path(opts.dir)
@@ -251,7 +258,7 @@ def experiment_trials(
     trials = [done[k] for k in (_key(_value_of(key, v)) for v in values) if k in done]
     if len(trials) < len(values):
         raise SdcError(f"results: {row}/{protocol} has {len(trials)}/{len(values)} trials")
-    return key, trials, wall
+    return Sweep(key, trials, wall)
 
 
 @dataclass
@@ -300,18 +307,15 @@ def _built_ensembles(sweeps: Path) -> dict[str, Path]:
     return built
 
 
-def ensemble_trials(
-    members: Sequence[tuple[str, list[Trial], float]], weights: Sequence[float], sweeps: Path
-) -> tuple[str, list[Trial], float]:
+def ensemble_trials(members: Sequence[Sweep], weights: Sequence[float], sweeps: Path) -> Sweep:
     """The members' trials averaged trial by trial (same seed, same held-out speaker) with
     `sdc ensemble`, each into `<sweeps>/<attempt>/<n>`; one already built from the same
     checkpoints and weights is reused. Its training time is the members' together."""
-    key = members[0][0]
-    wall = sum(member[2] for member in members)
+    wall = sum(member.wall for member in members)
     attempt = sweeps / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     built = _built_ensembles(sweeps)
     trials = []
-    for n, group in enumerate(zip(*(member[1] for member in members), strict=True)):
+    for n, group in enumerate(zip(*(member.trials for member in members), strict=True)):
         if any(t.value != group[0].value for t in group):
             raise SdcError(f"results: {sweeps} pairs trials of {[t.value for t in group]}")
         checkpoints = [str(best_checkpoint(t.folder)) for t in group]
@@ -324,7 +328,7 @@ def ensemble_trials(
         metrics = json.loads((folder / "metrics.json").read_text())
         metrics["fit_seconds"] = sum(float(t.metrics.get("fit_seconds", 0.0)) for t in group)
         trials.append(Trial(group[0].value, folder, metrics))
-    return key, trials, wall
+    return Sweep(members[0].key, trials, wall)
 
 
 def collect(cfg: DictConfig) -> dict[str, Any]:
@@ -334,9 +338,9 @@ def collect(cfg: DictConfig) -> dict[str, Any]:
     overrides = list(opts.overrides)
     if opts.epochs is not None:
         overrides.append(f"trainer.max_epochs={int(opts.epochs)}")
-    known: dict[tuple[str, str], tuple[str, list[Trial], float]] = {}
+    known: dict[tuple[str, str], Sweep] = {}
 
-    def trials_of(row: str, protocol: str) -> tuple[str, list[Trial], float]:
+    def trials_of(row: str, protocol: str) -> Sweep:
         # An ensemble's members may be rows of the table too: their trials are gathered once.
         if (row, protocol) not in known:
             known[row, protocol] = experiment_trials(row, protocol, opts, overrides)
