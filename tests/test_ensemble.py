@@ -77,6 +77,23 @@ def test_each_member_learns_by_its_own_loss() -> None:
     assert model.members[1].net.head[-1].weight.grad is None
 
 
+def test_label_smoothing_shapes_the_training_loss_only() -> None:
+    torch.manual_seed(0)
+    model = DigitClassifier(net=CNN, frontend=MFCC, optim=ADAM, label_smoothing=0.5).train()
+    windows, labels = torch.randn(4, model.window) * 0.1, torch.tensor([0, 1, 2, 3])
+    logits = model.training_logits(windows)
+    loss = model.training_loss(logits, labels)
+    torch.testing.assert_close(loss, F.cross_entropy(logits[0], labels, label_smoothing=0.5))
+    assert not torch.allclose(loss, F.cross_entropy(logits[0], labels))
+    # Validation keeps the plain cross-entropy: it measures the model, not its training.
+    logged: dict[str, torch.Tensor] = {}
+    model.log = lambda name, value, **kwargs: logged.__setitem__(name, value)  # type: ignore[method-assign]
+    model.eval()
+    with torch.no_grad():
+        model.validation_step((windows, labels), 0)
+        torch.testing.assert_close(logged["val_loss"], F.cross_entropy(model(windows), labels))
+
+
 def test_checkpoints_saved_before_ensembles_still_load() -> None:
     torch.manual_seed(0)
     old = DigitClassifier(net=CNN, frontend=MFCC, optim=ADAM).eval()

@@ -211,6 +211,12 @@ def test_weight_averaging_off_matches_a_recipe_saved_before_it_existed() -> None
     assert recipe(OmegaConf.merge(old, {"ema_decay": 0.998})) != recipe(old)
 
 
+def test_label_smoothing_off_matches_a_recipe_saved_before_it_existed() -> None:
+    old = OmegaConf.create({"seed": 1, "data": {"split": "random"}, "trainer": {"max_epochs": 3}})
+    assert recipe(OmegaConf.merge(old, {"label_smoothing": 0.0})) == recipe(old)
+    assert recipe(OmegaConf.merge(old, {"label_smoothing": 0.5})) != recipe(old)
+
+
 def test_no_extra_clips_match_a_recipe_saved_before_the_options_existed() -> None:
     old = OmegaConf.create({"seed": 1, "data": {"split": "random"}, "trainer": {"max_epochs": 3}})
     off = {"extra_train": [], "synthetic": {"voices": 0, "takes": 1, "seed": 0, "root": "/a"}}

@@ -177,6 +177,8 @@ def test_ema_checkpoints_hold_and_test_the_averaged_weights(
         ("data.synthetic.voices=-5", "data.synthetic.voices"),
         ("data.synthetic.takes=0", "data.synthetic.takes"),
         ("ema_decay=1.0", "ema_decay"),
+        ("label_smoothing=-0.1", "label_smoothing"),
+        ("label_smoothing=1", "label_smoothing"),
         ("features=speech_embedding features.normalize=speech", "features.normalize"),
     ],
 )

@@ -58,6 +58,15 @@ def _probability(cfg: DictConfig, key: str) -> None:
     _require(cfg, key, ok, "a probability in [0, 1]")
 
 
+def _fraction_below_one(cfg: DictConfig, key: str) -> None:
+    """An optional share in [0, 1), where 0 (or no key) is off."""
+    value = OmegaConf.select(cfg, key)
+    ok = value is None or (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+    )
+    _require(cfg, key, ok, "a number in [0, 1) (0: off)")
+
+
 def _count(cfg: DictConfig, key: str) -> None:
     value = OmegaConf.select(cfg, key)
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -180,14 +189,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.get("vtlp") is not None:
         _probability(cfg, "vtlp.p")
         _range(cfg, "vtlp.factor", 0.5, 2.0)
-    decay = cfg.get("ema_decay")
-    _require(
-        cfg,
-        "ema_decay",
-        decay is None
-        or (isinstance(decay, (int, float)) and not isinstance(decay, bool) and 0 <= decay < 1),
-        "a number in [0, 1) (0: off)",
-    )
+    _fraction_below_one(cfg, "ema_decay")
+    _fraction_below_one(cfg, "label_smoothing")
     _require(
         cfg,
         "trainer.max_epochs",

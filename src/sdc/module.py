@@ -68,10 +68,12 @@ class DigitClassifier(pl.LightningModule):
         spec_augment: Mapping[str, Any] | None = None,
         vtlp: Mapping[str, Any] | None = None,
         experts: Mapping[str, Mapping[str, Any]] | None = None,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.labels = list(labels)
+        self.label_smoothing = float(label_smoothing)
         self.vtlp = VtlpConfig(**(vtlp or {}))
         n = len(self.labels)
         self.members = nn.ModuleList([Member(frontend, net, n, spec_augment)])
@@ -144,8 +146,16 @@ class DigitClassifier(pl.LightningModule):
         return self.member_logits(self.training_features(windows))
 
     def training_loss(self, logits: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        """The members' mean cross-entropy: each learns as if alone, none leans on another."""
-        return torch.stack([F.cross_entropy(member, labels) for member in logits]).mean()
+        """The members' mean cross-entropy: each learns as if alone, none leans on another.
+
+        With `label_smoothing`, the targets give that share to all classes equally: a model
+        trained so is never sure of itself, so as a partner in an ensemble it outvotes a better
+        member only where that one is unsure (docs/accuracy.md, rounds 13-14). Validation and
+        test losses stay the plain cross-entropy: they measure the model, not its training.
+        """
+        return torch.stack(
+            [F.cross_entropy(m, labels, label_smoothing=self.label_smoothing) for m in logits]
+        ).mean()
 
     def fit_frontends(self, datamodule: Any) -> None:
         """Fit the feature statistics of every front end not yet fitted, on the datamodule's

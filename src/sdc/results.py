@@ -115,6 +115,7 @@ RECIPE_KEYS = (
     "vtlp",
     "ema_decay",
     "experts",
+    "label_smoothing",
 )
 """What a trial's numbers depend on; `trainer.max_epochs` and `trainer.precision` too."""
 NOT_RECIPE = ("root", "download", "num_workers")
@@ -159,6 +160,9 @@ def recipe(config: DictConfig) -> dict[str, Any]:
     if not picked["ema_decay"]:
         # Off (0) is what every trial saved before the option existed did.
         del picked["ema_decay"]
+    if not picked["label_smoothing"]:
+        # Off (0), as every trial saved before the option existed was trained.
+        del picked["label_smoothing"]
     if not picked["experts"]:
         # One member, as every trial saved before ensembles existed.
         del picked["experts"]

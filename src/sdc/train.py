@@ -70,6 +70,7 @@ def build_module(cfg: DictConfig) -> DigitClassifier:
             }
             for name, expert in (cfg.get("experts") or {}).items()
         },
+        label_smoothing=cfg.get("label_smoothing") or 0.0,
     )
 
 
