@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sdc.config import config_dir, validate
 from sdc.errors import SdcError
@@ -52,7 +52,22 @@ def test_baseline_is_the_write_up_recipe() -> None:
     assert cfg.optim._target_ == "torch.optim.Adam" and cfg.optim.lr == 3e-4
     assert cfg.trainer.max_epochs == 25
     assert cfg.callbacks.model_checkpoint.monitor == "val_acc"
+    assert cfg.label_smoothing == 0.0
     assert cfg.seed is not None
+
+
+def test_baseline_smooth_is_the_baseline_with_label_smoothing_only() -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        plain, smooth = (
+            OmegaConf.to_container(compose("train", overrides=[f"experiment={name}"]))
+            for name in ("baseline", "baseline_smooth")
+        )
+    GlobalHydra.instance().clear()
+    assert isinstance(plain, dict) and isinstance(smooth, dict)
+    assert (plain.pop("label_smoothing"), smooth.pop("label_smoothing")) == (0.0, 0.5)
+    assert (plain.pop("name"), smooth.pop("name")) == ("baseline", "baseline_smooth")
+    assert smooth == plain
 
 
 def test_fast_dev_run_trains_and_reports(make_cfg: Callable[..., DictConfig]) -> None:
