@@ -157,15 +157,11 @@ def recipe(config: DictConfig) -> dict[str, Any]:
     plain = _without_disabled(OmegaConf.to_container(config, resolve=False))
     picked = {k: plain.get(k) for k in RECIPE_KEYS}
     picked["data"] = _data_recipe(picked["data"] or {})
-    if not picked["ema_decay"]:
-        # Off (0) is what every trial saved before the option existed did.
-        del picked["ema_decay"]
-    if not picked["label_smoothing"]:
-        # Off (0), as every trial saved before the option existed was trained.
-        del picked["label_smoothing"]
-    if not picked["experts"]:
-        # One member, as every trial saved before ensembles existed.
-        del picked["experts"]
+    for option in ("ema_decay", "label_smoothing", "experts"):
+        if not picked[option]:
+            # Off (0, or no extra members) is how every trial saved before the option existed
+            # was trained: both compare equal.
+            del picked[option]
     members = [picked["features"], *(e.get("features") for e in picked.get("experts", {}).values())]
     for features in members:
         if isinstance(features, dict):
