@@ -77,7 +77,7 @@ def test_each_member_learns_by_its_own_loss() -> None:
     assert model.members[1].net.head[-1].weight.grad is None
 
 
-def test_label_smoothing_shapes_the_training_loss_only() -> None:
+def test_label_smoothing_shapes_the_training_loss_only(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     model = DigitClassifier(net=CNN, frontend=MFCC, optim=ADAM, label_smoothing=0.5).train()
     windows, labels = torch.randn(4, model.window) * 0.1, torch.tensor([0, 1, 2, 3])
@@ -87,7 +87,7 @@ def test_label_smoothing_shapes_the_training_loss_only() -> None:
     assert not torch.allclose(loss, F.cross_entropy(logits[0], labels))
     # Validation keeps the plain cross-entropy: it measures the model, not its training.
     logged: dict[str, torch.Tensor] = {}
-    model.log = lambda name, value, **kwargs: logged.__setitem__(name, value)  # type: ignore[method-assign]
+    monkeypatch.setattr(model, "log", lambda name, value, **_: logged.__setitem__(name, value))
     model.eval()
     with torch.no_grad():
         model.validation_step((windows, labels), 0)
