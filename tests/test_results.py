@@ -15,7 +15,7 @@ import sdc.results
 from sdc.config import config_dir
 from sdc.errors import SdcError
 from sdc.results import ensemble_rows, recipe, results
-from sdc.robustness import best_checkpoint
+from sdc.robustness import best_checkpoint, evaluate_run
 
 pytestmark = pytest.mark.slow
 
@@ -99,6 +99,35 @@ def test_results_trains_every_protocol_and_writes_the_table(
     cache.write_text(json.dumps(saved))
     results(results_cfg(tiny_fsdd, out))
     assert json.loads(cache.read_text())["accuracy"] == measured
+
+    # Test-time speeds change no weight: the trials are reused and tested again with them.
+    viewed = results_cfg(tiny_fsdd, out)
+    with open_dict(viewed):
+        viewed.results.overrides.append("test_time_speeds=[0.9,1.0,1.1]")
+    payload = results(viewed)
+    for protocol in ("random", "official", "loso"):
+        for before, after in zip(
+            row[protocol]["trials"], payload["table"]["baseline"][protocol]["trials"], strict=True
+        ):
+            folder = Path(after["folder"])
+            assert folder == Path(before["folder"]) and after["test_time_speeds"] == [0.9, 1.0, 1.1]
+            retested = evaluate_run(folder, (), test_time_speeds=[0.9, 1.0, 1.1], names=["clean"])
+            assert after["test_acc"] == retested["clean"]
+            (entry,) = json.loads((folder / "retest.json").read_text())["entries"]
+            assert entry == {"test_time_speeds": [0.9, 1.0, 1.1], "test_acc": after["test_acc"]}
+            assert (
+                json.loads((folder / "metrics.json").read_text())["test_acc"] == before["test_acc"]
+            )
+    random_trial = Path(payload["table"]["baseline"]["random"]["trials"][0]["folder"])
+    assert json.loads((random_trial / "robustness.json").read_text())["test_time_speeds"] == [
+        0.9,
+        1.0,
+        1.1,
+    ]
+    assert (
+        "`baseline` is tested hearing each window at speeds 0.9, 1, 1.1"
+        in (out / "results.md").read_text()
+    )
 
     # An edited recipe does not reuse the old trials: they are trained again.
     edited = results_cfg(tiny_fsdd, out)

@@ -67,6 +67,18 @@ def _fraction_below_one(cfg: DictConfig, key: str) -> None:
     _require(cfg, key, ok, "a number in [0, 1) (0: off)")
 
 
+def _speeds(cfg: DictConfig, key: str) -> None:
+    """Optional playback speeds, each within the octave either side of 1 that resampling
+    keeps sensible; none (null or []) is off."""
+    value = OmegaConf.select(cfg, key)
+    ok = value is None or (
+        OmegaConf.is_list(value)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and all(0.5 <= v <= 2.0 for v in value)
+    )
+    _require(cfg, key, ok, "null or a list of speeds, each in [0.5, 2] (1: as recorded)")
+
+
 def _count(cfg: DictConfig, key: str) -> None:
     value = OmegaConf.select(cfg, key)
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -191,6 +203,7 @@ def validate(cfg: DictConfig) -> None:
         _range(cfg, "vtlp.factor", 0.5, 2.0)
     _fraction_below_one(cfg, "ema_decay")
     _fraction_below_one(cfg, "label_smoothing")
+    _speeds(cfg, "test_time_speeds")
     _require(
         cfg,
         "trainer.max_epochs",

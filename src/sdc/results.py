@@ -42,7 +42,7 @@ from sdc.ensemble import build as build_ensemble
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.machine import summary
-from sdc.robustness import best_checkpoint, evaluate_run, read_cached, write_cached
+from sdc.robustness import best_checkpoint, evaluate_run, read_cached, retest_run, write_cached
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ class Trial:
     folder: Path
     metrics: dict[str, Any]
     robustness: dict[str, float] = field(default_factory=dict)
+    speeds: list[float] | None = None
+    """The test-time speeds its test accuracy was measured with (None: one hearing)."""
 
 
 class Sweep(NamedTuple):
@@ -104,6 +106,12 @@ def _value_of(key: str, text: str) -> Any:
     return parsed.value()
 
 
+def test_time_speeds(config: DictConfig) -> list[float] | None:
+    """A run config's test-time speeds; none (null or []) is one hearing."""
+    speeds = OmegaConf.select(config, "test_time_speeds")
+    return [float(s) for s in speeds] if speeds else None
+
+
 RECIPE_KEYS = (
     "seed",
     "data",
@@ -117,7 +125,9 @@ RECIPE_KEYS = (
     "experts",
     "label_smoothing",
 )
-"""What a trial's numbers depend on; `trainer.max_epochs` and `trainer.precision` too."""
+"""What a trial's weights depend on; `trainer.max_epochs` and `trainer.precision` too. Not
+`test_time_speeds`: they change how the weights are tested, not what they are, so a trial is
+reused and tested again at the row's speeds (`retest_run`)."""
 NOT_RECIPE = ("root", "download", "num_workers")
 """Keys of `data` that say where and how the clips are read, not what is learned from them."""
 
@@ -202,7 +212,8 @@ def finished_trials(sweeps: Path, key: str, recipes: dict[str, dict]) -> dict[st
         value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
         if recipes.get(_key(value)) != recipe(config):
             continue
-        found.setdefault(_key(value), Trial(value, folder, metrics))
+        trial = Trial(value, folder, metrics, speeds=test_time_speeds(config))
+        found.setdefault(_key(value), trial)
     return found
 
 
@@ -242,10 +253,11 @@ def experiment_trials(row: str, protocol: str, opts: DictConfig, overrides: Sequ
     in the protocol's order, and the wall time spent training."""
     root = Path(opts.dir)
     key, values = sweep_plan(row, protocol, overrides, opts.sweep_values.get(protocol))
-    recipes = {
-        _key(_value_of(key, v)): recipe(compose_trial(row, protocol, [*overrides, f"{key}={v}"]))
+    composed = {
+        _key(_value_of(key, v)): compose_trial(row, protocol, [*overrides, f"{key}={v}"])
         for v in values
     }
+    recipes = {k: recipe(config) for k, config in composed.items()}
     sweeps = root / "sweeps" / row / protocol
     done = finished_trials(sweeps, key, recipes) if opts.reuse else {}
     missing = [v for v in values if _key(_value_of(key, v)) not in done]
@@ -258,6 +270,15 @@ def experiment_trials(row: str, protocol: str, opts: DictConfig, overrides: Sequ
     trials = [done[k] for k in (_key(_value_of(key, v)) for v in values) if k in done]
     if len(trials) < len(values):
         raise SdcError(f"results: {row}/{protocol} has {len(trials)}/{len(values)} trials")
+    for trial, config in zip(trials, composed.values(), strict=True):
+        speeds = test_time_speeds(config)
+        if trial.speeds != speeds:
+            trial.metrics = {
+                **trial.metrics,
+                "test_acc": retest_run(trial.folder, speeds),
+                "test_acc_as_trained": trial.metrics["test_acc"],
+            }
+            trial.speeds = speeds
     return Sweep(key, trials, wall)
 
 
@@ -358,19 +379,19 @@ def collect(cfg: DictConfig) -> dict[str, Any]:
                 key, trials, wall = trials_of(row, protocol)
             if protocol in opts.robustness_protocols:
                 for trial in trials:
-                    trial.robustness = _robustness(trial.folder, opts)
+                    trial.robustness = _robustness(trial.folder, opts, trial.speeds)
             table[row][protocol] = summarize(key, trials, wall)
     return table
 
 
-def _robustness(folder: Path, opts: DictConfig) -> dict[str, float]:
+def _robustness(folder: Path, opts: DictConfig, speeds: list[float] | None) -> dict[str, float]:
     """Cached in the trial's folder: evaluating a model twice gives the same numbers anyway."""
     snrs = [float(s) for s in opts.snr_db]
-    cached = read_cached(folder, snrs, opts.noise_seed)
+    cached = read_cached(folder, snrs, opts.noise_seed, speeds)
     if cached is not None:
         return cached
-    accuracy = evaluate_run(folder, snrs, int(opts.noise_seed))
-    write_cached(folder, snrs, opts.noise_seed, accuracy)
+    accuracy = evaluate_run(folder, snrs, int(opts.noise_seed), speeds)
+    write_cached(folder, snrs, opts.noise_seed, speeds, accuracy)
     return accuracy
 
 
@@ -388,7 +409,12 @@ def summarize(key: str, trials: Sequence[Trial], wall_seconds: float) -> dict[st
         "swept": key,
         "test_acc": _spread(accuracies),
         "trials": [
-            {"value": t.value, "folder": str(t.folder), "test_acc": t.metrics["test_acc"]}
+            {
+                "value": t.value,
+                "folder": str(t.folder),
+                "test_acc": t.metrics["test_acc"],
+                "test_time_speeds": t.speeds,
+            }
             for t in trials
         ],
         "train_seconds": sum(float(t.metrics.get("fit_seconds", 0.0)) for t in trials),
@@ -479,6 +505,17 @@ def markdown(table: dict[str, Any], opts: DictConfig, host: str, wall: float) ->
             f"{members[-1]} (weights {weights}), trial by trial (`sdc ensemble`); its training "
             "time is theirs together.",
         ]
+    for row, cells in table.items():
+        speeds = {
+            tuple(t["test_time_speeds"] or ()) for cell in cells.values() for t in cell["trials"]
+        }
+        if speeds != {()}:
+            heard = " / ".join(", ".join(f"{s:g}" for s in group) or "1" for group in speeds)
+            lines += [
+                "",
+                f"`{row}` is tested hearing each window at speeds {heard} "
+                "(`test_time_speeds`), its class probabilities averaged over them.",
+            ]
     epochs = "each recipe's own" if opts.epochs is None else str(opts.epochs)
     lines += [
         "",

@@ -35,7 +35,10 @@ dB below its loudest 10 ms: a tight endpointer, which drops weak onsets and coda
 Condition = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 
 CACHE = "robustness.json"
-"""A run folder's robustness figures, with the SNRs and noise seed they were measured with."""
+"""A run folder's robustness figures, with the SNRs, noise seed and test-time speeds they were
+measured with."""
+RETEST = "retest.json"
+"""A run folder's test accuracy at other test-time speeds than it was trained with."""
 
 
 def conditions(
@@ -79,13 +82,17 @@ def robustness(
     seed: int = 0,
     batch_size: int = 250,
     sample_rate: int = 8000,
+    names: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Accuracy of `model` (waveform windows in, logits out) under each condition."""
+    """Accuracy of `model` (waveform windows in, logits out) under each condition (those in
+    `names`, if given)."""
     model.eval()
     device = next(model.parameters()).device
     targets = torch.as_tensor(list(labels))
     accuracy: dict[str, float] = {}
     for name, condition in conditions(window, snr_db, sample_rate).items():
+        if names is not None and name not in names:
+            continue
         generator = torch.Generator().manual_seed(seed)
         correct = 0
         for start in range(0, len(waves), batch_size):
@@ -132,32 +139,83 @@ def best_checkpoint(run_dir: Path) -> Path:
     raise SdcError(f"{run_dir}: no best checkpoint to evaluate ({recorded!r})")
 
 
-def evaluate_run(
-    run_dir: Path, snr_db: Sequence[float] = SNRS_DB, seed: int = 0
-) -> dict[str, float]:
-    """Robustness of a finished run's selected checkpoint on that run's own test clips."""
-    model = DigitClassifier.load_from_checkpoint(best_checkpoint(run_dir), map_location="cpu")
-    waves, labels = run_test_clips(Path(run_dir))
-    return robustness(
-        model, waves, labels, model.window, snr_db, seed, sample_rate=model.sample_rate
+def load_run_model(run_dir: Path, test_time_speeds: Sequence[float] | None) -> DigitClassifier:
+    """A finished run's selected checkpoint, hearing each window at `test_time_speeds` (None:
+    once), whatever the run was trained with: the speeds change no weight."""
+    speeds = [float(s) for s in test_time_speeds] if test_time_speeds else None
+    return DigitClassifier.load_from_checkpoint(
+        best_checkpoint(run_dir), map_location="cpu", test_time_speeds=speeds
     )
 
 
-def read_cached(folder: Path, snr_db: Sequence[float], seed: int) -> dict[str, float] | None:
-    """The run's cached figures if they were measured under these conditions, else None."""
+def evaluate_run(
+    run_dir: Path,
+    snr_db: Sequence[float] = SNRS_DB,
+    seed: int = 0,
+    test_time_speeds: Sequence[float] | None = None,
+    names: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """Robustness of a finished run's selected checkpoint on that run's own test clips."""
+    model = load_run_model(Path(run_dir), test_time_speeds)
+    waves, labels = run_test_clips(Path(run_dir))
+    return robustness(
+        model, waves, labels, model.window, snr_db, seed, sample_rate=model.sample_rate, names=names
+    )
+
+
+def _speeds(test_time_speeds: Sequence[float] | None) -> list[float] | None:
+    return [float(s) for s in test_time_speeds] if test_time_speeds else None
+
+
+def read_cached(
+    folder: Path, snr_db: Sequence[float], seed: int, test_time_speeds: Sequence[float] | None
+) -> dict[str, float] | None:
+    """The run's cached figures if they were measured under these conditions, else None (a
+    cache written before test-time speeds existed was measured without them)."""
     cache = Path(folder) / CACHE
     if not cache.is_file():
         return None
     saved = json.loads(cache.read_text())
     snrs = [float(s) for s in snr_db]
-    same = saved.get("snr_db") == snrs and saved.get("seed") == seed
+    same = (
+        saved.get("snr_db") == snrs
+        and saved.get("seed") == seed
+        and saved.get("test_time_speeds") == _speeds(test_time_speeds)
+    )
     if same and list(saved.get("accuracy", {})) == list(conditions(1, snrs)):
         return saved["accuracy"]
     return None
 
 
 def write_cached(
-    folder: Path, snr_db: Sequence[float], seed: int, accuracy: dict[str, float]
+    folder: Path,
+    snr_db: Sequence[float],
+    seed: int,
+    test_time_speeds: Sequence[float] | None,
+    accuracy: dict[str, float],
 ) -> None:
-    payload = {"snr_db": [float(s) for s in snr_db], "seed": seed, "accuracy": accuracy}
+    payload = {
+        "snr_db": [float(s) for s in snr_db],
+        "seed": seed,
+        "test_time_speeds": _speeds(test_time_speeds),
+        "accuracy": accuracy,
+    }
     write_text(Path(folder) / CACHE, json.dumps(payload, indent=2) + "\n")
+
+
+def retest_run(run_dir: Path, test_time_speeds: Sequence[float] | None) -> float:
+    """A finished run's test accuracy at other test-time speeds than it was trained with.
+
+    Cached in the run folder (`retest.json`, one entry per set of speeds, appended): the run's
+    own `metrics.json` keeps what its training measured.
+    """
+    cache = Path(run_dir) / RETEST
+    entries = json.loads(cache.read_text())["entries"] if cache.is_file() else []
+    speeds = _speeds(test_time_speeds)
+    for entry in entries:
+        if entry["test_time_speeds"] == speeds:
+            return float(entry["test_acc"])
+    accuracy = evaluate_run(Path(run_dir), (), test_time_speeds=speeds, names=["clean"])["clean"]
+    entries.append({"test_time_speeds": speeds, "test_acc": accuracy})
+    write_text(cache, json.dumps({"entries": entries}, indent=2) + "\n")
+    return accuracy

@@ -71,6 +71,7 @@ def build_module(cfg: DictConfig) -> DigitClassifier:
             for name, expert in (cfg.get("experts") or {}).items()
         },
         label_smoothing=cfg.get("label_smoothing") or 0.0,
+        test_time_speeds=_plain(cfg.get("test_time_speeds")) or None,
     )
 
 
