@@ -510,7 +510,9 @@ def markdown(table: dict[str, Any], opts: DictConfig, host: str, wall: float) ->
             tuple(t["test_time_speeds"] or ()) for cell in cells.values() for t in cell["trials"]
         }
         if speeds != {()}:
-            heard = " / ".join(", ".join(f"{s:g}" for s in group) or "1" for group in speeds)
+            heard = " / ".join(
+                ", ".join(f"{s:g}" for s in group) or "1" for group in sorted(speeds)
+            )
             lines += [
                 "",
                 f"`{row}` is tested hearing each window at speeds {heard} "

@@ -139,12 +139,15 @@ def best_checkpoint(run_dir: Path) -> Path:
     raise SdcError(f"{run_dir}: no best checkpoint to evaluate ({recorded!r})")
 
 
+def _speeds(test_time_speeds: Sequence[float] | None) -> list[float] | None:
+    return [float(s) for s in test_time_speeds] if test_time_speeds else None
+
+
 def load_run_model(run_dir: Path, test_time_speeds: Sequence[float] | None) -> DigitClassifier:
     """A finished run's selected checkpoint, hearing each window at `test_time_speeds` (None:
     once), whatever the run was trained with: the speeds change no weight."""
-    speeds = [float(s) for s in test_time_speeds] if test_time_speeds else None
     return DigitClassifier.load_from_checkpoint(
-        best_checkpoint(run_dir), map_location="cpu", test_time_speeds=speeds
+        best_checkpoint(run_dir), map_location="cpu", test_time_speeds=_speeds(test_time_speeds)
     )
 
 
@@ -155,16 +158,13 @@ def evaluate_run(
     test_time_speeds: Sequence[float] | None = None,
     names: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Robustness of a finished run's selected checkpoint on that run's own test clips."""
+    """Robustness of a finished run's selected checkpoint on that run's own test clips, heard
+    at `test_time_speeds` (None: once)."""
     model = load_run_model(Path(run_dir), test_time_speeds)
     waves, labels = run_test_clips(Path(run_dir))
     return robustness(
         model, waves, labels, model.window, snr_db, seed, sample_rate=model.sample_rate, names=names
     )
-
-
-def _speeds(test_time_speeds: Sequence[float] | None) -> list[float] | None:
-    return [float(s) for s in test_time_speeds] if test_time_speeds else None
 
 
 def read_cached(
