@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from sdc.bench import bench, bench_devices, markdown, measure_epoch
+from sdc.bench import bench, bench_devices, isolated, markdown, measure_epoch
 from sdc.errors import SdcError
 
 
@@ -44,6 +44,14 @@ def test_bench_writes_every_figure(make_cfg: Callable[..., DictConfig]) -> None:
     out = Path(cfg.paths.output_dir)
     assert json.loads((out / "bench.json").read_text())["devices"]["cpu"] == figures
     assert "| pipeline_clips_per_s |" in (out / "bench.md").read_text()
+
+
+def test_a_measurement_that_fails_in_its_process_is_one_line_not_a_hang(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    cfg = make_cfg(f"data.root={tmp_path}", "data.download=false", config_name="bench")
+    with pytest.raises(SdcError, match=rf"{tmp_path}"):
+        isolated(measure_epoch, cfg, "cpu")
 
 
 def test_bench_times_an_epoch_of_a_recipe_with_a_scheduler_and_feature_augmentation(

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import hydra
@@ -64,6 +65,8 @@ def _setup(cfg: DictConfig, device: torch.device) -> tuple[Any, Any, list[tuple]
 
     torch.manual_seed(cfg.seed)
     datamodule = instantiate(cfg.data)
+    # Finds or downloads FSDD and makes a recipe's synthetic voices, as a training run does.
+    datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg).to(device)
     module.fit_frontends(datamodule)
@@ -288,7 +291,12 @@ def _onnx_figures(module: Any, windows: torch.Tensor, data: torch.Tensor, cfg: D
 
 def _child(target: Callable, cfg_yaml: str, device: str, queue: Any) -> None:
     cfg = OmegaConf.create(cfg_yaml)
-    result = target(cfg, device)
+    try:
+        result = target(cfg, device)
+    except SdcError as err:
+        # The parent raises it: one line, not a child's traceback and a parent left waiting.
+        queue.put({"error": str(err)})
+        return
     result["peak_rss_mb"] = _peak_rss_mb()
     queue.put(result)
 
@@ -304,8 +312,19 @@ def isolated(target: Callable, cfg: DictConfig, device: str) -> dict[str, Any]:
     cfg_yaml = OmegaConf.to_yaml(plain)
     process = context.Process(target=_child, args=(target, cfg_yaml, device, queue))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except Empty:
+            if not process.is_alive():
+                raise SdcError(
+                    f"bench: measuring {target.__name__} on {device} ended without figures "
+                    f"(exit {process.exitcode}; out of memory, or see the error above)"
+                ) from None
     process.join()
+    if "error" in result:
+        raise SdcError(result["error"])
     return result
 
 
