@@ -312,12 +312,16 @@ def isolated(target: Callable, cfg: DictConfig, device: str) -> dict[str, Any]:
     cfg_yaml = OmegaConf.to_yaml(plain)
     process = context.Process(target=_child, args=(target, cfg_yaml, device, queue))
     process.start()
-    while True:
+    result = None
+    while result is None:
         try:
             result = queue.get(timeout=1.0)
-            break
         except Empty:
-            if not process.is_alive():
+            if process.is_alive():
+                continue
+            try:  # what it sent just before it ended may still be on its way
+                result = queue.get(timeout=5.0)
+            except Empty:
                 raise SdcError(
                     f"bench: measuring {target.__name__} on {device} ended without figures "
                     f"(exit {process.exitcode}; out of memory, or see the error above)"
