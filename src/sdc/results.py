@@ -42,7 +42,14 @@ from sdc.ensemble import build as build_ensemble
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.machine import summary
-from sdc.robustness import best_checkpoint, evaluate_run, read_cached, retest_run, write_cached
+from sdc.robustness import (
+    best_checkpoint,
+    evaluate_run,
+    read_cached,
+    retest_run,
+    speeds_or_none,
+    write_cached,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +114,8 @@ def _value_of(key: str, text: str) -> Any:
 
 
 def test_time_speeds(config: DictConfig) -> list[float] | None:
-    """A run config's test-time speeds; none (null or []) is one hearing."""
-    speeds = OmegaConf.select(config, "test_time_speeds")
-    return [float(s) for s in speeds] if speeds else None
+    """A run config's test-time speeds (None: one hearing)."""
+    return speeds_or_none(OmegaConf.select(config, "test_time_speeds"))
 
 
 RECIPE_KEYS = (

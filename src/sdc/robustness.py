@@ -139,7 +139,9 @@ def best_checkpoint(run_dir: Path) -> Path:
     raise SdcError(f"{run_dir}: no best checkpoint to evaluate ({recorded!r})")
 
 
-def _speeds(test_time_speeds: Sequence[float] | None) -> list[float] | None:
+def speeds_or_none(test_time_speeds: Sequence[float] | None) -> list[float] | None:
+    """Test-time speeds as plain floats, as caches store them; none (null or []) is one
+    hearing, None."""
     return [float(s) for s in test_time_speeds] if test_time_speeds else None
 
 
@@ -147,7 +149,9 @@ def load_run_model(run_dir: Path, test_time_speeds: Sequence[float] | None) -> D
     """A finished run's selected checkpoint, hearing each window at `test_time_speeds` (None:
     once), whatever the run was trained with: the speeds change no weight."""
     return DigitClassifier.load_from_checkpoint(
-        best_checkpoint(run_dir), map_location="cpu", test_time_speeds=_speeds(test_time_speeds)
+        best_checkpoint(run_dir),
+        map_location="cpu",
+        test_time_speeds=speeds_or_none(test_time_speeds),
     )
 
 
@@ -180,7 +184,7 @@ def read_cached(
     same = (
         saved.get("snr_db") == snrs
         and saved.get("seed") == seed
-        and saved.get("test_time_speeds") == _speeds(test_time_speeds)
+        and saved.get("test_time_speeds") == speeds_or_none(test_time_speeds)
     )
     if same and list(saved.get("accuracy", {})) == list(conditions(1, snrs)):
         return saved["accuracy"]
@@ -197,7 +201,7 @@ def write_cached(
     payload = {
         "snr_db": [float(s) for s in snr_db],
         "seed": seed,
-        "test_time_speeds": _speeds(test_time_speeds),
+        "test_time_speeds": speeds_or_none(test_time_speeds),
         "accuracy": accuracy,
     }
     write_text(Path(folder) / CACHE, json.dumps(payload, indent=2) + "\n")
@@ -211,7 +215,7 @@ def retest_run(run_dir: Path, test_time_speeds: Sequence[float] | None) -> float
     """
     cache = Path(run_dir) / RETEST
     entries = json.loads(cache.read_text())["entries"] if cache.is_file() else []
-    speeds = _speeds(test_time_speeds)
+    speeds = speeds_or_none(test_time_speeds)
     for entry in entries:
         if entry["test_time_speeds"] == speeds:
             return float(entry["test_acc"])
