@@ -186,6 +186,30 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
     assert again["trials"] == cell["trials"] and again["robustness"] == cell["robustness"]
     assert again["wall_seconds_this_run"] == 0.0
 
+    # An ensemble hears as its first member's row does: at that row's test-time speeds, the
+    # ensembles already built are reused and tested again with them.
+    viewed = results_cfg(
+        tiny_fsdd,
+        out,
+        "results.rows=[baseline,pair]",
+        "results.protocols=[random]",
+        "+results.ensembles.pair.members=[baseline,best_bcresnet]",
+        "+results.ensembles.pair.weights=[2,1]",
+    )
+    with open_dict(viewed):
+        viewed.results.overrides += ["data.synthetic.voices=0", "test_time_speeds=[0.9,1.0,1.1]"]
+    heard = results(viewed)["table"]["pair"]["random"]
+    for before, after in zip(cell["trials"], heard["trials"], strict=True):
+        folder = Path(after["folder"])
+        assert folder == Path(before["folder"]) and after["test_time_speeds"] == [0.9, 1.0, 1.1]
+        retested = evaluate_run(folder, (), test_time_speeds=[0.9, 1.0, 1.1], names=["clean"])
+        assert after["test_acc"] == retested["clean"]
+        saved = json.loads((folder / "robustness.json").read_text())
+        assert saved["test_time_speeds"] == [0.9, 1.0, 1.1]
+    assert "`pair` is tested hearing each window at speeds 0.9, 1, 1.1" in (
+        (out / "results.md").read_text()
+    )
+
     # Other weights are another ensemble, built beside the first.
     with open_dict(cfg):
         cfg.results.ensembles.pair.weights = None

@@ -12,7 +12,8 @@ trained, so an interrupted run continues where it stopped and nothing is overwri
 
 A row may also be an ensemble of other rows (`results.ensembles`): their trials, trained as
 above, are combined trial by trial (the same seed, the same held-out speaker) by `sdc ensemble`
-into `<dir>/sweeps/<ensemble>/<protocol>/<attempt>/<n>/`, and tested like any other trial.
+into `<dir>/sweeps/<ensemble>/<protocol>/<attempt>/<n>/`, and tested like any other trial, at
+its first member's test-time speeds (an ensemble takes that member's settings).
 """
 
 from __future__ import annotations
@@ -277,15 +278,24 @@ def experiment_trials(row: str, protocol: str, opts: DictConfig, overrides: Sequ
     if len(trials) < len(values):
         raise SdcError(f"results: {row}/{protocol} has {len(trials)}/{len(values)} trials")
     for trial, config in zip(trials, composed.values(), strict=True):
-        speeds = test_time_speeds(config)
-        if trial.speeds != speeds:
-            trial.metrics = {
-                **trial.metrics,
-                "test_acc": retest_run(trial.folder, speeds),
-                "test_acc_as_trained": trial.metrics["test_acc"],
-            }
-            trial.speeds = speeds
+        hear_at(trial, test_time_speeds(config))
     return Sweep(key, trials, wall)
+
+
+def hear_at(trial: Trial, speeds: list[float] | None) -> None:
+    """Test a reused trial again where it was tested at other speeds than `speeds`.
+
+    The speeds change no weight, so nothing is trained or built again: the trial's own test
+    clips are heard at `speeds` (`retest_run`, cached in its folder), and its robustness is then
+    measured with them too.
+    """
+    if trial.speeds != speeds:
+        trial.metrics = {
+            **trial.metrics,
+            "test_acc": retest_run(trial.folder, speeds),
+            "test_acc_as_trained": trial.metrics["test_acc"],
+        }
+        trial.speeds = speeds
 
 
 @dataclass
@@ -354,7 +364,12 @@ def ensemble_trials(members: Sequence[Sweep], weights: Sequence[float], sweeps: 
             wall += time.perf_counter() - started
         metrics = json.loads((folder / "metrics.json").read_text())
         metrics["fit_seconds"] = sum(float(t.metrics.get("fit_seconds", 0.0)) for t in group)
-        trials.append(Trial(group[0].value, folder, metrics))
+        built_speeds = test_time_speeds(OmegaConf.load(folder / ".hydra" / "config.yaml"))
+        trial = Trial(group[0].value, folder, metrics, speeds=built_speeds)
+        # The ensemble takes its first member's settings, so it hears as that member's row
+        # does now, even when it was built from checkpoints saved with other speeds.
+        hear_at(trial, group[0].speeds)
+        trials.append(trial)
     return Sweep(members[0].key, trials, wall)
 
 
