@@ -206,7 +206,7 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
         assert after["test_acc"] == retested["clean"]
         saved = json.loads((folder / "robustness.json").read_text())
         assert saved["test_time_speeds"] == [0.9, 1.0, 1.1]
-    assert "`pair` is tested hearing each window at speeds 0.9, 1, 1.1" in (
+    assert "`baseline` and `pair` are tested hearing each window at speeds 0.9, 1, 1.1" in (
         (out / "results.md").read_text()
     )
 

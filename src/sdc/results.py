@@ -526,6 +526,8 @@ def markdown(table: dict[str, Any], opts: DictConfig, host: str, wall: float) ->
             f"{members[-1]} (weights {weights}), trial by trial (`sdc ensemble`); its training "
             "time is theirs together.",
         ]
+    # One line per set of speeds, naming every row heard at them.
+    heard_by: dict[str, list[str]] = {}
     for row, cells in table.items():
         speeds = {
             tuple(t["test_time_speeds"] or ()) for cell in cells.values() for t in cell["trials"]
@@ -534,11 +536,15 @@ def markdown(table: dict[str, Any], opts: DictConfig, host: str, wall: float) ->
             heard = " / ".join(
                 ", ".join(f"{s:g}" for s in group) or "1" for group in sorted(speeds)
             )
-            lines += [
-                "",
-                f"`{row}` is tested hearing each window at speeds {heard} "
-                "(`test_time_speeds`), its class probabilities averaged over them.",
-            ]
+            heard_by.setdefault(heard, []).append(f"`{row}`")
+    for heard, rows in heard_by.items():
+        named = rows[0] if len(rows) == 1 else f"{', '.join(rows[:-1])} and {rows[-1]}"
+        verb, their = ("is", "its") if len(rows) == 1 else ("are", "their")
+        lines += [
+            "",
+            f"{named} {verb} tested hearing each window at speeds {heard} "
+            f"(`test_time_speeds`), {their} class probabilities averaged over them.",
+        ]
     epochs = "each recipe's own" if opts.epochs is None else str(opts.epochs)
     lines += [
         "",
