@@ -137,10 +137,9 @@ def test_results_trains_every_protocol_and_writes_the_table(
         results(edited)
 
 
-def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
-    tiny_fsdd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "results"
+def pair_cfg(tiny_fsdd: Path, out: Path, *overrides: str):
+    """A table of `baseline` and `pair` (baseline and best_bcresnet, weights 2 and 1), random
+    split only, with `overrides` for every run."""
     cfg = results_cfg(
         tiny_fsdd,
         out,
@@ -151,7 +150,15 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
     )
     with open_dict(cfg):
         # best_bcresnet's synthetic voices need espeak-ng; its other steps run as they are.
-        cfg.results.overrides.append("data.synthetic.voices=0")
+        cfg.results.overrides += ["data.synthetic.voices=0", *overrides]
+    return cfg
+
+
+def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
+    tiny_fsdd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "results"
+    cfg = pair_cfg(tiny_fsdd, out)
     payload = results(cfg)
 
     members = {
@@ -188,17 +195,8 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
 
     # An ensemble hears as its first member's row does: at that row's test-time speeds, the
     # ensembles already built are reused and tested again with them.
-    viewed = results_cfg(
-        tiny_fsdd,
-        out,
-        "results.rows=[baseline,pair]",
-        "results.protocols=[random]",
-        "+results.ensembles.pair.members=[baseline,best_bcresnet]",
-        "+results.ensembles.pair.weights=[2,1]",
-    )
-    with open_dict(viewed):
-        viewed.results.overrides += ["data.synthetic.voices=0", "test_time_speeds=[0.9,1.0,1.1]"]
-    heard = results(viewed)["table"]["pair"]["random"]
+    heard = results(pair_cfg(tiny_fsdd, out, "test_time_speeds=[0.9,1.0,1.1]"))
+    heard = heard["table"]["pair"]["random"]
     for before, after in zip(cell["trials"], heard["trials"], strict=True):
         folder = Path(after["folder"])
         assert folder == Path(before["folder"]) and after["test_time_speeds"] == [0.9, 1.0, 1.1]
