@@ -195,8 +195,8 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
 
     # An ensemble hears as its first member's row does: at that row's test-time speeds, the
     # ensembles already built are reused and tested again with them.
-    heard = results(pair_cfg(tiny_fsdd, out, "test_time_speeds=[0.9,1.0,1.1]"))
-    heard = heard["table"]["pair"]["random"]
+    viewed = results(pair_cfg(tiny_fsdd, out, "test_time_speeds=[0.9,1.0,1.1]"))["table"]
+    heard = viewed["pair"]["random"]
     for before, after in zip(cell["trials"], heard["trials"], strict=True):
         folder = Path(after["folder"])
         assert folder == Path(before["folder"]) and after["test_time_speeds"] == [0.9, 1.0, 1.1]
