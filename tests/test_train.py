@@ -56,17 +56,22 @@ def test_baseline_is_the_write_up_recipe() -> None:
     assert cfg.seed is not None
 
 
-def test_baseline_smooth_is_the_baseline_with_label_smoothing_only() -> None:
+@pytest.mark.parametrize(
+    ("recipe", "smoothed"), [("baseline", "baseline_smooth"), ("best_mfcc", "best_mfcc_smooth")]
+)
+def test_a_smoothed_recipe_is_its_recipe_with_label_smoothing_only(
+    recipe: str, smoothed: str
+) -> None:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         plain, smooth = (
             OmegaConf.to_container(compose("train", overrides=[f"experiment={name}"]))
-            for name in ("baseline", "baseline_smooth")
+            for name in (recipe, smoothed)
         )
     GlobalHydra.instance().clear()
     assert isinstance(plain, dict) and isinstance(smooth, dict)
     assert (plain.pop("label_smoothing"), smooth.pop("label_smoothing")) == (0.0, 0.5)
-    assert (plain.pop("name"), smooth.pop("name")) == ("baseline", "baseline_smooth")
+    assert (plain.pop("name"), smooth.pop("name")) == (recipe, smoothed)
     assert smooth == plain
 
 
