@@ -16,7 +16,7 @@ from sdc.config import validate
 from sdc.errors import SdcError
 from sdc.export import PARITY_TOLERANCE, export_onnx, parity
 from sdc.inference import Recognizer
-from sdc.module import DigitClassifier, average_probabilities
+from sdc.module import DigitClassifier, average_probabilities, multiply_probabilities
 
 CNN = {"_target_": "sdc.models.cnn.DigitCNN", "time_pooling": "max"}
 MFCC = {"_target_": "sdc.audio.features.MfccFrontend", "normalize": "speech"}
@@ -44,6 +44,29 @@ def test_one_member_is_the_model_and_more_average_their_probabilities() -> None:
     )
 
 
+def test_the_product_rule_is_the_renormalized_weighted_geometric_mean() -> None:
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 10), torch.randn(5, 10) * 3
+    assert torch.equal(multiply_probabilities([a]), a)
+    combined = multiply_probabilities([a, b])
+    torch.testing.assert_close(combined.exp().sum(dim=-1), torch.ones(5))
+    geometric = (a.softmax(dim=-1) * b.softmax(dim=-1)).sqrt()
+    torch.testing.assert_close(combined.exp(), geometric / geometric.sum(dim=-1, keepdim=True))
+    weighted = multiply_probabilities([a, b], [1.0, 0.5]).exp()
+    geometric = a.softmax(dim=-1) ** (2 / 3) * b.softmax(dim=-1) ** (1 / 3)
+    torch.testing.assert_close(weighted, geometric / geometric.sum(dim=-1, keepdim=True))
+
+
+def test_two_unsure_members_outvote_a_sure_one_only_by_the_product() -> None:
+    """The random split's errors of round 17 (docs/accuracy.md): one member sure of a wrong
+    digit, two smoothed ones that give it little probability and the right one most."""
+    sure_wrong = torch.tensor([[0.10, 0.85, 0.05]])
+    unsure_right = torch.tensor([[0.45, 0.10, 0.45]])
+    logits = [sure_wrong.log(), unsure_right.log(), unsure_right.log()]
+    assert average_probabilities(logits).argmax(dim=-1).item() == 1
+    assert multiply_probabilities(logits).argmax(dim=-1).item() == 0
+
+
 def test_an_ensemble_answers_with_its_members_mean_probabilities() -> None:
     torch.manual_seed(0)
     model = ensemble().eval()
@@ -60,6 +83,27 @@ def test_an_ensemble_answers_with_its_members_mean_probabilities() -> None:
         model.weights[1] = 1.0
         fused = model.for_inference()(windows)
     torch.testing.assert_close(fused, model(windows), atol=1e-4, rtol=1e-4)
+
+
+def test_an_ensemble_may_multiply_its_members_probabilities() -> None:
+    torch.manual_seed(0)
+    model = ensemble().eval()
+    model.combine_members = multiply_probabilities  # as ensemble_rule="product" sets it
+    windows = torch.randn(3, model.window) * 0.1
+    with torch.no_grad():
+        members = [m(windows) for m in model.members]
+        torch.testing.assert_close(model(windows), multiply_probabilities(members))
+        assert not torch.allclose(model(windows), average_probabilities(members), atol=1e-4)
+    frontend = {**LOGMEL, "normalize": "utterance"}
+    experts = {"mel": {"frontend": frontend, "net": CNN}}
+    built = DigitClassifier(
+        net=CNN, frontend=MFCC, optim=ADAM, experts=experts, ensemble_rule="product"
+    )
+    assert built.combine_members is multiply_probabilities
+    with pytest.raises(
+        SdcError, match=r"^ensemble_rule: expected one of mean, product, got 'median'$"
+    ):
+        DigitClassifier(net=CNN, frontend=MFCC, optim=ADAM, ensemble_rule="median")
 
 
 def test_each_member_learns_by_its_own_loss() -> None:
@@ -124,6 +168,7 @@ MEL = ("+features@experts.mel.features=logmel", "+model@experts.mel.model=cnn")
         ((*MEL, "experts.mel.features.normalize=loudest"), r"^experts\.mel\.features\.normalize: "),
         ((*MEL, "+experts.mel.weight=-1"), r"^experts\.mel\.weight: expected a positive number"),
         ((*MEL, "+experts.mel.spec_augment=0.5"), r"^experts\.mel\.spec_augment: expected a map"),
+        (("ensemble_rule=median",), r"^ensemble_rule: expected one of mean, product, got 'median'"),
     ],
 )
 def test_a_bad_member_is_a_one_line_error_naming_it(

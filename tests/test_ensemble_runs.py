@@ -23,7 +23,7 @@ from sdc.ensemble import CHECKPOINT, combine
 from sdc.ensemble import main as ensemble_main
 from sdc.errors import SdcError
 from sdc.inference import Recognizer
-from sdc.module import DigitClassifier
+from sdc.module import DigitClassifier, multiply_probabilities
 from sdc.results import recipe
 from sdc.robustness import best_checkpoint, run_test_clips
 from sdc.train import train
@@ -79,6 +79,7 @@ def test_runs_become_one_model_that_averages_them(
     with torch.no_grad():
         accuracy = float((model(centred).argmax(-1) == torch.tensor(labels)).float().mean())
     assert metrics["test_acc"] == pytest.approx(accuracy)
+    assert metrics["rule"] == "mean"
     assert (out / "split.csv").read_text() == (runs["mfcc"] / "split.csv").read_text()
     assert best_checkpoint(out) == out / CHECKPOINT, "a run folder like any other"
     saved = OmegaConf.load(out / ".hydra" / "config.yaml")
@@ -86,6 +87,24 @@ def test_runs_become_one_model_that_averages_them(
     assert recipe(saved) != recipe(first), "never taken for the first run's recipe"
     assert saved.experts.member1.weight == 0.5 and saved.experts.member1.features.kind == "logmel"
     assert Recognizer.load(out / CHECKPOINT).labels == tuple(model.labels)
+
+
+def test_runs_may_be_combined_by_the_product_of_their_probabilities(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "ensemble"
+    ensemble_main([str(runs["mfcc"]), str(runs["logmel"]), "--out", str(out), "--rule", "product"])
+    model = load_classifier(out / CHECKPOINT)
+    assert model.hparams["ensemble_rule"] == "product"
+    members = [load_classifier(best_checkpoint(runs[name])) for name in ("mfcc", "logmel")]
+    windows = torch.randn(4, model.window) * 0.05
+    with torch.no_grad():
+        expected = multiply_probabilities([m(windows) for m in members])
+        torch.testing.assert_close(model(windows), expected)
+    assert json.loads((out / "metrics.json").read_text())["rule"] == "product"
+    assert OmegaConf.load(out / ".hydra" / "config.yaml").ensemble_rule == "product"
+    with pytest.raises(SdcError, match=r"^--rule: expected one of mean, product, got 'max'$"):
+        combine([members[0], members[1]], [1.0, 1.0], "max")
 
 
 def test_runs_on_different_splits_are_refused(

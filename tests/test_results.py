@@ -208,11 +208,40 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
         (out / "results.md").read_text()
     )
 
+    # Ensembles built before rules existed were all means: one whose metrics name no rule is
+    # the mean row's.
+    for trial in cell["trials"]:
+        metrics_file = Path(trial["folder"]) / "metrics.json"
+        saved = json.loads(metrics_file.read_text())
+        assert saved.pop("rule") == "mean"
+        metrics_file.write_text(json.dumps(saved))
+    assert results(cfg)["table"]["pair"]["random"]["trials"] == cell["trials"]
+
     # Other weights are another ensemble, built beside the first.
     with open_dict(cfg):
         cfg.results.ensembles.pair.weights = None
     with pytest.raises(AssertionError, match="combine again"):
         results(cfg)
+
+    # So is another rule: the same members' trials, multiplied.
+    monkeypatch.undo()
+    monkeypatch.setattr(sdc.results, "run_sweep", refuse)
+    with open_dict(cfg):
+        cfg.results.ensembles.pair.weights = [2, 1]
+        cfg.results.ensembles.pair.rule = "product"
+    product = results(cfg)["table"]["pair"]["random"]
+    for before, after in zip(cell["trials"], product["trials"], strict=True):
+        assert after["folder"] != before["folder"]
+        saved = json.loads((Path(after["folder"]) / "metrics.json").read_text())
+        assert saved["rule"] == "product"
+        assert (
+            saved["members"]
+            == json.loads((Path(before["folder"]) / "metrics.json").read_text())["members"]
+        )
+    assert (
+        "`pair` multiplies (weighted geometric mean, renormalized) the class probabilities of"
+        in ((out / "results.md").read_text())
+    )
 
 
 def _seed(folder: Path) -> int:
@@ -230,13 +259,18 @@ def _seed(folder: Path) -> int:
             r"results.ensembles.pair.weights: expected null or 2 numbers > 0, got \[1\]",
         ),
         ({"pair": {"members": ["baseline", "best"], "weights": [1, 0]}}, r"pair.weights"),
+        (
+            {"pair": {"members": ["baseline", "best"], "rule": "max"}},
+            r"^results.ensembles.pair.rule: expected one of mean, product, got 'max'$",
+        ),
     ],
 )
 def test_a_bad_ensemble_row_is_one_line_naming_its_key(ensembles: dict, message: str) -> None:
     with pytest.raises(SdcError, match=message):
         ensemble_rows(OmegaConf.create({"ensembles": ensembles}))
     pair = {"pair": {"members": ["baseline", "best"], "weights": None}}
-    assert ensemble_rows(OmegaConf.create({"ensembles": pair}))["pair"].weights == [1.0, 1.0]
+    row = ensemble_rows(OmegaConf.create({"ensembles": pair}))["pair"]
+    assert row.weights == [1.0, 1.0] and row.rule == "mean"
 
 
 def test_a_step_that_is_off_matches_a_recipe_saved_before_it_existed() -> None:
@@ -308,3 +342,9 @@ def test_an_ensemble_is_another_recipe_and_none_matches_trials_saved_before_them
     assert recipe(OmegaConf.merge(old, moved)) == ensemble, "where is not what"
     heavier = {"experts": {"mfcc": {**member, "weight": 2.0}}}
     assert recipe(OmegaConf.merge(old, heavier)) != ensemble
+    # The rule picks the epoch of an ensemble trained as one (validation hears its members
+    # combined); the mean is how ensembles saved before the rule were combined.
+    with_experts = OmegaConf.merge(old, {"experts": {"mfcc": member}})
+    assert recipe(OmegaConf.merge(with_experts, {"ensemble_rule": "mean"})) == ensemble
+    assert recipe(OmegaConf.merge(with_experts, {"ensemble_rule": "product"})) != ensemble
+    assert recipe(OmegaConf.merge(old, {"ensemble_rule": "product"})) == recipe(old), "one member"

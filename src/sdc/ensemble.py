@@ -1,4 +1,5 @@
-"""`sdc ensemble RUN RUN ... --out DIR [--weights W W ...]`: one model from finished runs.
+"""`sdc ensemble RUN RUN ... --out DIR [--weights W W ...] [--rule mean|product]`: one model
+from finished runs.
 
 Models that hear the clips differently are wrong on different clips; averaging their class
 probabilities fixed most of the random split's errors (docs/accuracy.md, round 12). Each member
@@ -27,7 +28,7 @@ from sdc.checkpoint import load_classifier
 from sdc.cli import user_errors
 from sdc.errors import SdcError
 from sdc.files import atomic_path, write_text
-from sdc.module import DigitClassifier
+from sdc.module import ENSEMBLE_RULES, DigitClassifier
 from sdc.robustness import (
     SNRS_DB,
     best_checkpoint,
@@ -41,9 +42,14 @@ CHECKPOINT = Path("checkpoints") / "ensemble.ckpt"
 reads run folders (`evaluate`'s split check, robustness, `best_checkpoint`) reads this one."""
 
 
-def combine(models: Sequence[DigitClassifier], weights: Sequence[float]) -> DigitClassifier:
+def combine(
+    models: Sequence[DigitClassifier], weights: Sequence[float], rule: str = "mean"
+) -> DigitClassifier:
     """One ensemble of single-member models: the first model's settings, the others as
-    `experts` (`member1`, `member2`, ...), each weighted against the first."""
+    `experts` (`member1`, `member2`, ...), each weighted against the first, their class
+    probabilities combined by `rule` (`ENSEMBLE_RULES`)."""
+    if rule not in ENSEMBLE_RULES:
+        raise SdcError(f"--rule: expected one of {', '.join(ENSEMBLE_RULES)}, got {rule!r}")
     if len(models) < 2:
         raise SdcError(f"an ensemble needs at least two models, got {len(models)}")
     if len(weights) != len(models):
@@ -67,7 +73,7 @@ def combine(models: Sequence[DigitClassifier], weights: Sequence[float]) -> Digi
         }
         for i, model in enumerate(models[1:], start=1)
     }
-    ensemble = DigitClassifier(**{**first, "experts": experts})
+    ensemble = DigitClassifier(**{**first, "experts": experts, "ensemble_rule": rule})
     for member, model in zip(ensemble.members, models, strict=True):
         member.load_state_dict(model.members[0].state_dict())
     return ensemble.eval()
@@ -102,6 +108,7 @@ def _ensemble_config(first_run_config: Path, model: DigitClassifier) -> str:
     """The first run's config (where the data is, which the test clips are read from) with the
     other members as its `experts`: a recipe of its own, never mistaken for the first run's."""
     config = OmegaConf.load(first_run_config)
+    config.ensemble_rule = model.hparams["ensemble_rule"]
     config.experts = {
         name: {
             "features": expert["frontend"],
@@ -114,15 +121,18 @@ def _ensemble_config(first_run_config: Path, model: DigitClassifier) -> str:
     return OmegaConf.to_yaml(config)
 
 
-def build(runs: Sequence[Path], weights: Sequence[float], out: Path) -> dict[str, object]:
-    """Combine the runs' selected checkpoints into `out`, test the ensemble, return metrics."""
+def build(
+    runs: Sequence[Path], weights: Sequence[float], out: Path, rule: str = "mean"
+) -> dict[str, object]:
+    """Combine the runs' selected checkpoints into `out` (their probabilities combined by
+    `rule`), test the ensemble, return metrics."""
     runs = [Path(r) for r in runs]
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise SdcError(f"{out}: not empty; give a new folder (nothing is overwritten)")
     split = _same_test_clips(runs)
     checkpoints = [best_checkpoint(run) for run in runs]
-    model = combine([load_classifier(c) for c in checkpoints], weights)
+    model = combine([load_classifier(c) for c in checkpoints], weights, rule)
     waves, labels = run_test_clips(runs[0])
     accuracy = robustness(model, waves, labels, model.window, sample_rate=model.sample_rate)
     config = runs[0] / ".hydra" / "config.yaml"
@@ -140,6 +150,7 @@ def build(runs: Sequence[Path], weights: Sequence[float], out: Path) -> dict[str
         "best_checkpoint": str(out / CHECKPOINT),
         "members": [str(c) for c in checkpoints],
         "weights": list(weights),
+        "rule": rule,
         "test_clips": len(labels),
     }
     write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -158,6 +169,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--weights", type=float, nargs="+", help="one per run (default: equal weights)"
     )
+    parser.add_argument(
+        "--rule",
+        choices=list(ENSEMBLE_RULES),
+        default="mean",
+        help="combine the class probabilities by their weighted mean (default) or their "
+        "weighted geometric mean, renormalized (a product of experts)",
+    )
     return parser.parse_args(argv)
 
 
@@ -165,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     with user_errors():
         weights = args.weights or [1.0] * len(args.runs)
-        metrics = build(args.runs, weights, args.out)
+        metrics = build(args.runs, weights, args.out, args.rule)
         print(
             f"wrote {metrics['best_checkpoint']}: test accuracy {100 * metrics['test_acc']:.2f}% "
             f"on the runs' {metrics['test_clips']} test clips"

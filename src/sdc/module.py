@@ -48,12 +48,38 @@ def average_probabilities(
     return torch.logsumexp(log_probs, dim=0)
 
 
+def multiply_probabilities(
+    logits: Sequence[torch.Tensor], weights: Sequence[float] | None = None
+) -> torch.Tensor:
+    """Log of the members' normalized weighted geometric mean of class probabilities, a
+    product of experts (B, n_classes): each member's log-probabilities weighted by its share.
+
+    Where the mean lets two members that are half sure of the right digit lose to one that is
+    sure of a wrong one, the product lets any member that gives a digit little probability
+    overrule the others about it. A partner trained with label smoothing never gives a digit
+    much less than its smoothed share, so it cannot veto; an unsmoothed one can
+    (docs/accuracy.md, rounds 13 and 17). One member's logits come back unchanged."""
+    if len(logits) == 1:
+        return logits[0]
+    weights = [1.0] * len(logits) if weights is None else list(weights)
+    total = sum(weights)
+    mixed = sum(
+        member.log_softmax(dim=-1) * (w / total) for member, w in zip(logits, weights, strict=True)
+    )
+    return mixed.log_softmax(dim=-1)
+
+
+ENSEMBLE_RULES = {"mean": average_probabilities, "product": multiply_probabilities}
+"""How an ensemble's members' class probabilities are combined (`ensemble_rule`)."""
+
+
 class DigitClassifier(pl.LightningModule):
     """Classifies fixed-length 8 kHz waveform windows (B, samples) into digits.
 
     The model is one front end with a network on it (`frontend`, `net`), or an ensemble of
     several (`experts`, more members by name), whose class probabilities are averaged, each
-    weighted by its `weight` against the first member's 1. Members that hear the audio
+    weighted by its `weight` against the first member's 1 (or multiplied, a product of
+    experts, with `ensemble_rule="product"`). Members that hear the audio
     differently make different mistakes: a frozen pretrained embedding and a CNN on MFCCs
     trained from scratch were wrong on different clips (docs/accuracy.md, round 12). Each
     member is trained by its own loss, as if alone, on the same batches.
@@ -75,9 +101,15 @@ class DigitClassifier(pl.LightningModule):
         experts: Mapping[str, Mapping[str, Any]] | None = None,
         label_smoothing: float = 0.0,
         test_time_speeds: Sequence[float] | None = None,
+        ensemble_rule: str = "mean",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if ensemble_rule not in ENSEMBLE_RULES:
+            raise SdcError(
+                f"ensemble_rule: expected one of {', '.join(ENSEMBLE_RULES)}, got {ensemble_rule!r}"
+            )
+        self.combine_members = ENSEMBLE_RULES[ensemble_rule]
         self.labels = list(labels)
         self.label_smoothing = float(label_smoothing)
         self.vtlp = VtlpConfig(**(vtlp or {}))
@@ -145,8 +177,9 @@ class DigitClassifier(pl.LightningModule):
         return average_probabilities([self.hear(view) for view in self.speed_views(windows)])
 
     def hear(self, windows: torch.Tensor) -> torch.Tensor:
-        """Logits for the windows as they are: the members' averaged probabilities."""
-        return average_probabilities([member(windows) for member in self.members], self.weights)
+        """Logits for the windows as they are: the members' probabilities, combined by the
+        ensemble rule."""
+        return self.combine_members([member(windows) for member in self.members], self.weights)
 
     def training_features(self, windows: torch.Tensor) -> list[torch.Tensor]:
         """Each member's features with the training-only feature augmentations (one VTLP warp
@@ -192,7 +225,7 @@ class DigitClassifier(pl.LightningModule):
         windows, labels = batch
         logits = self.training_logits(windows)
         loss = self.training_loss(logits, labels)
-        self.train_acc(average_probabilities(logits, self.weights), labels)
+        self.train_acc(self.combine_members(logits, self.weights), labels)
         # Losses are plain tensors: `sync_dist` averages them over DDP ranks (metrics sync
         # themselves); it does nothing in a single process.
         self.log("train_loss", loss, on_step=True, on_epoch=True, sync_dist=True)

@@ -43,6 +43,7 @@ from sdc.ensemble import build as build_ensemble
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.machine import summary
+from sdc.module import ENSEMBLE_RULES
 from sdc.robustness import (
     best_checkpoint,
     evaluate_run,
@@ -131,6 +132,7 @@ RECIPE_KEYS = (
     "ema_decay",
     "experts",
     "label_smoothing",
+    "ensemble_rule",
 )
 """What a trial's weights depend on; `trainer.max_epochs` and `trainer.precision` too. Not
 `test_time_speeds`: they change how the weights are tested, not what they are, so a trial is
@@ -179,6 +181,10 @@ def recipe(config: DictConfig) -> dict[str, Any]:
             # Off (0, or no extra members) is how every trial saved before the option existed
             # was trained: both compare equal.
             del picked[option]
+    if not picked.get("experts") or picked["ensemble_rule"] in (None, "mean"):
+        # The rule combines members, so it changes nothing without them; the mean is how
+        # every ensemble saved before the option existed was combined (and its epoch chosen).
+        del picked["ensemble_rule"]
     members = [picked["features"], *(e.get("features") for e in picked.get("experts", {}).values())]
     for features in members:
         if isinstance(features, dict):
@@ -300,15 +306,23 @@ def hear_at(trial: Trial, speeds: list[float] | None) -> None:
 
 @dataclass
 class EnsembleRow:
-    """A row that averages other rows' trials (`results.ensembles.<name>`)."""
+    """A row that combines other rows' trials (`results.ensembles.<name>`)."""
 
     members: list[str]
     weights: list[float]
+    rule: str = "mean"
+
+
+def _ensemble_key(checkpoints: Sequence[str], weights: Sequence[float], rule: str) -> str:
+    """What identifies a built ensemble: its member checkpoints, weights and rule. The mean's
+    key leaves the rule out, as ensembles built before rules existed (all means) have it."""
+    built_from = [list(checkpoints), list(weights)]
+    return _key(built_from if rule == "mean" else [*built_from, rule])
 
 
 def ensemble_rows(opts: DictConfig) -> dict[str, EnsembleRow]:
-    """The configured ensemble rows, checked: each names two or more experiments, and weights
-    that are null (equal) or one positive number per member."""
+    """The configured ensemble rows, checked: each names two or more experiments, weights
+    that are null (equal) or one positive number per member, and a rule (default: mean)."""
     experiments = config_dir() / "experiment"
     rows: dict[str, EnsembleRow] = {}
     for name, spec in (opts.get("ensembles") or {}).items():
@@ -330,24 +344,30 @@ def ensemble_rows(opts: DictConfig) -> dict[str, EnsembleRow]:
             raise SdcError(
                 f"{where}.weights: expected null or {len(members)} numbers > 0, got {weights}"
             )
-        rows[str(name)] = EnsembleRow(members, [float(w) for w in weights])
+        rule = spec.get("rule") or "mean"
+        if rule not in ENSEMBLE_RULES:
+            raise SdcError(
+                f"{where}.rule: expected one of {', '.join(ENSEMBLE_RULES)}, got {rule!r}"
+            )
+        rows[str(name)] = EnsembleRow(members, [float(w) for w in weights], rule)
     return rows
 
 
 def _built_ensembles(sweeps: Path) -> dict[str, Path]:
-    """Ensembles already built under `sweeps`, by their member checkpoints and weights."""
+    """Ensembles already built under `sweeps`, by `_ensemble_key`."""
     built: dict[str, Path] = {}
     for metrics_file in sorted(sweeps.glob("**/metrics.json")):
         metrics = json.loads(metrics_file.read_text())
         if "test_acc" in metrics and "members" in metrics:
-            built.setdefault(_key([metrics["members"], metrics["weights"]]), metrics_file.parent)
+            key = _ensemble_key(metrics["members"], metrics["weights"], metrics.get("rule", "mean"))
+            built.setdefault(key, metrics_file.parent)
     return built
 
 
-def ensemble_trials(members: Sequence[Sweep], weights: Sequence[float], sweeps: Path) -> Sweep:
-    """The members' trials averaged trial by trial (same seed, same held-out speaker) with
+def ensemble_trials(members: Sequence[Sweep], row: EnsembleRow, sweeps: Path) -> Sweep:
+    """The members' trials combined trial by trial (same seed, same held-out speaker) with
     `sdc ensemble`, each into `<sweeps>/<attempt>/<n>`; one already built from the same
-    checkpoints and weights is reused. Its training time is the members' together."""
+    checkpoints, weights and rule is reused. Its training time is the members' together."""
     wall = sum(member.wall for member in members)
     attempt = sweeps / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     built = _built_ensembles(sweeps)
@@ -356,11 +376,11 @@ def ensemble_trials(members: Sequence[Sweep], weights: Sequence[float], sweeps: 
         if any(t.value != group[0].value for t in group):
             raise SdcError(f"results: {sweeps} pairs trials of {[t.value for t in group]}")
         checkpoints = [str(best_checkpoint(t.folder)) for t in group]
-        folder = built.get(_key([checkpoints, list(weights)]))
+        folder = built.get(_ensemble_key(checkpoints, row.weights, row.rule))
         if folder is None:
             started = time.perf_counter()
             folder = attempt / str(n)
-            build_ensemble([t.folder for t in group], weights, folder)
+            build_ensemble([t.folder for t in group], row.weights, folder, row.rule)
             wall += time.perf_counter() - started
         metrics = json.loads((folder / "metrics.json").read_text())
         metrics["fit_seconds"] = sum(float(t.metrics.get("fit_seconds", 0.0)) for t in group)
@@ -395,7 +415,7 @@ def collect(cfg: DictConfig) -> dict[str, Any]:
             if row in ensembles:
                 members = [trials_of(m, protocol) for m in ensembles[row].members]
                 sweeps = Path(opts.dir) / "sweeps" / row / protocol
-                key, trials, wall = ensemble_trials(members, ensembles[row].weights, sweeps)
+                key, trials, wall = ensemble_trials(members, ensembles[row], sweeps)
             else:
                 key, trials, wall = trials_of(row, protocol)
             if protocol in opts.robustness_protocols:
@@ -520,9 +540,14 @@ def markdown(table: dict[str, Any], opts: DictConfig, host: str, wall: float) ->
     for row in (r for r in table if r in ensembles):
         members = [f"`{m}`" for m in ensembles[row].members]
         weights = ", ".join(f"{w:g}" for w in ensembles[row].weights)
+        combines = {
+            "mean": "averages the class probabilities of",
+            "product": "multiplies (weighted geometric mean, renormalized) the class "
+            "probabilities of",
+        }[ensembles[row].rule]
         lines += [
             "",
-            f"`{row}` averages the class probabilities of {', '.join(members[:-1])} and "
+            f"`{row}` {combines} {', '.join(members[:-1])} and "
             f"{members[-1]} (weights {weights}), trial by trial (`sdc ensemble`); its training "
             "time is theirs together.",
         ]

@@ -72,6 +72,7 @@ def build_module(cfg: DictConfig) -> DigitClassifier:
         },
         label_smoothing=cfg.get("label_smoothing") or 0.0,
         test_time_speeds=_plain(cfg.get("test_time_speeds")) or None,
+        ensemble_rule=cfg.get("ensemble_rule", "mean"),
     )
 
 
