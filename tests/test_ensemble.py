@@ -16,7 +16,12 @@ from sdc.config import validate
 from sdc.errors import SdcError
 from sdc.export import PARITY_TOLERANCE, export_onnx, parity
 from sdc.inference import Recognizer
-from sdc.module import DigitClassifier, average_probabilities, multiply_probabilities
+from sdc.module import (
+    ENSEMBLE_RULES,
+    DigitClassifier,
+    average_probabilities,
+    multiply_probabilities,
+)
 
 CNN = {"_target_": "sdc.models.cnn.DigitCNN", "time_pooling": "max"}
 MFCC = {"_target_": "sdc.audio.features.MfccFrontend", "normalize": "speech"}
@@ -178,8 +183,9 @@ def test_a_bad_member_is_a_one_line_error_naming_it(
         validate(make_cfg(*overrides))
 
 
+@pytest.mark.parametrize("rule", ["mean", "product"])
 def test_an_ensemble_trains_saves_and_exports(
-    make_cfg: Callable[..., DictConfig], tmp_path: Path
+    make_cfg: Callable[..., DictConfig], tmp_path: Path, rule: str
 ) -> None:
     from sdc.train import train
 
@@ -189,6 +195,7 @@ def test_an_ensemble_trains_saves_and_exports(
         *MEL,
         "+experts.mel.spec_augment.p=0.5",
         "+experts.mel.weight=0.5",
+        f"ensemble_rule={rule}",
     )
     metrics = train(cfg)
     assert 0.0 <= metrics["test_acc"] <= 1.0
@@ -197,5 +204,6 @@ def test_an_ensemble_trains_saves_and_exports(
     assert len(model.members) == 2
     assert all(bool(m.frontend.fitted) for m in model.members), "each front end's statistics"
     assert model.members[1].spec_augment.p == 0.5 and model.weights == [1.0, 0.5]
+    assert model.combine_members is ENSEMBLE_RULES[rule], "the rule is saved with the model"
     recognizer = Recognizer.from_onnx(export_onnx(model, tmp_path / "ensemble.onnx"))
     assert parity(model, recognizer) < PARITY_TOLERANCE
