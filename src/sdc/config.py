@@ -15,7 +15,7 @@ from sdc.audio import embedding
 from sdc.audio.features import KINDS, NORMALIZATIONS
 from sdc.data.fsdd import SPLITS
 from sdc.errors import SdcError
-from sdc.module import ENSEMBLE_RULES
+from sdc.module import check_ensemble_rule
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -205,8 +205,7 @@ def validate(cfg: DictConfig) -> None:
     _fraction_below_one(cfg, "ema_decay")
     _fraction_below_one(cfg, "label_smoothing")
     _speeds(cfg, "test_time_speeds")
-    rule = cfg.get("ensemble_rule", "mean")
-    _require(cfg, "ensemble_rule", rule in ENSEMBLE_RULES, f"one of {', '.join(ENSEMBLE_RULES)}")
+    check_ensemble_rule(cfg.get("ensemble_rule", "mean"), "ensemble_rule")
     _require(
         cfg,
         "trainer.max_epochs",

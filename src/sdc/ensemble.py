@@ -28,7 +28,7 @@ from sdc.checkpoint import load_classifier
 from sdc.cli import user_errors
 from sdc.errors import SdcError
 from sdc.files import atomic_path, write_text
-from sdc.module import ENSEMBLE_RULES, DigitClassifier
+from sdc.module import ENSEMBLE_RULES, DigitClassifier, check_ensemble_rule
 from sdc.robustness import (
     SNRS_DB,
     best_checkpoint,
@@ -48,8 +48,7 @@ def combine(
     """One ensemble of single-member models: the first model's settings, the others as
     `experts` (`member1`, `member2`, ...), each weighted against the first, their class
     probabilities combined by `rule` (`ENSEMBLE_RULES`)."""
-    if rule not in ENSEMBLE_RULES:
-        raise SdcError(f"--rule: expected one of {', '.join(ENSEMBLE_RULES)}, got {rule!r}")
+    check_ensemble_rule(rule, "--rule")
     if len(models) < 2:
         raise SdcError(f"an ensemble needs at least two models, got {len(models)}")
     if len(weights) != len(models):

@@ -73,6 +73,13 @@ ENSEMBLE_RULES = {"mean": average_probabilities, "product": multiply_probabiliti
 """How an ensemble's members' class probabilities are combined (`ensemble_rule`)."""
 
 
+def check_ensemble_rule(rule: object, key: str) -> str:
+    """`rule` if it names one of `ENSEMBLE_RULES`; else a one-line error naming `key`."""
+    if rule not in ENSEMBLE_RULES:
+        raise SdcError(f"{key}: expected one of {', '.join(ENSEMBLE_RULES)}, got {rule!r}")
+    return str(rule)
+
+
 class DigitClassifier(pl.LightningModule):
     """Classifies fixed-length 8 kHz waveform windows (B, samples) into digits.
 
@@ -105,11 +112,7 @@ class DigitClassifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if ensemble_rule not in ENSEMBLE_RULES:
-            raise SdcError(
-                f"ensemble_rule: expected one of {', '.join(ENSEMBLE_RULES)}, got {ensemble_rule!r}"
-            )
-        self.combine_members = ENSEMBLE_RULES[ensemble_rule]
+        self.combine_members = ENSEMBLE_RULES[check_ensemble_rule(ensemble_rule, "ensemble_rule")]
         self.labels = list(labels)
         self.label_smoothing = float(label_smoothing)
         self.vtlp = VtlpConfig(**(vtlp or {}))

@@ -43,7 +43,7 @@ from sdc.ensemble import build as build_ensemble
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.machine import summary
-from sdc.module import ENSEMBLE_RULES
+from sdc.module import check_ensemble_rule
 from sdc.robustness import (
     best_checkpoint,
     evaluate_run,
@@ -344,11 +344,7 @@ def ensemble_rows(opts: DictConfig) -> dict[str, EnsembleRow]:
             raise SdcError(
                 f"{where}.weights: expected null or {len(members)} numbers > 0, got {weights}"
             )
-        rule = spec.get("rule") or "mean"
-        if rule not in ENSEMBLE_RULES:
-            raise SdcError(
-                f"{where}.rule: expected one of {', '.join(ENSEMBLE_RULES)}, got {rule!r}"
-            )
+        rule = check_ensemble_rule(spec.get("rule") or "mean", f"{where}.rule")
         rows[str(name)] = EnsembleRow(members, [float(w) for w in weights], rule)
     return rows
 
