@@ -107,6 +107,19 @@ def test_runs_may_be_combined_by_the_product_of_their_probabilities(
         combine([members[0], members[1]], [1.0, 1.0], "max")
 
 
+def test_robustness_may_be_left_unmeasured(runs: dict[str, Path], tmp_path: Path) -> None:
+    pair = [str(runs["mfcc"]), str(runs["logmel"])]
+    full, clean = tmp_path / "full", tmp_path / "clean"
+    ensemble_main([*pair, "--out", str(full)])
+    ensemble_main([*pair, "--out", str(clean), "--no-robustness"])
+    cached = json.loads((full / "robustness.json").read_text())["accuracy"]
+    assert len(cached) == 8, "clean, four SNRs, start, end, trimmed"
+    assert not (clean / "robustness.json").exists(), "no cache that claims what was not measured"
+    test_acc = json.loads((clean / "metrics.json").read_text())["test_acc"]
+    assert test_acc == json.loads((full / "metrics.json").read_text())["test_acc"]
+    assert test_acc == cached["clean"]
+
+
 def test_runs_on_different_splits_are_refused(
     runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

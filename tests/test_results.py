@@ -244,6 +244,43 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
     )
 
 
+def test_an_ensemble_without_robustness_columns_is_tested_on_clean_clips_only(
+    tiny_fsdd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held-out speakers have no robustness columns: their ensembles measure only what the table
+    reads, and are measured further if a later table asks for more."""
+    out = tmp_path / "results"
+    cfg = pair_cfg(tiny_fsdd, out)
+    with open_dict(cfg):
+        cfg.results.robustness_protocols = []
+    cell = results(cfg)["table"]["pair"]["random"]
+    assert "robustness" not in cell
+    for trial in cell["trials"]:
+        folder = Path(trial["folder"])
+        assert not (folder / "robustness.json").exists()
+        assert trial["test_acc"] == evaluate_run(folder, (), names=["clean"])["clean"]
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("reuse must not train or combine again")
+
+    monkeypatch.setattr(sdc.results, "run_sweep", refuse)
+    monkeypatch.setattr(sdc.results, "build_ensemble", refuse)
+    with open_dict(cfg):
+        cfg.results.robustness_protocols = ["random"]
+    measured = results(cfg)["table"]["pair"]["random"]
+    assert measured["trials"] == cell["trials"]
+    assert set(measured["robustness"]) == {
+        "clean",
+        "snr_10db",
+        "snr_0db",
+        "start",
+        "end",
+        "trimmed_15db",
+    }
+    for trial in measured["trials"]:
+        assert (Path(trial["folder"]) / "robustness.json").is_file()
+
+
 def _seed(folder: Path) -> int:
     return int(OmegaConf.load(folder / ".hydra" / "config.yaml").seed)
 
