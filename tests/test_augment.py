@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torchaudio
 
 from sdc.audio.augment import (
     AugmentConfig,
@@ -31,6 +32,7 @@ from sdc.audio.augment import (
     synthetic_rir,
 )
 from sdc.audio.window import fit_to_window
+from sdc.errors import SdcError
 
 SR = 8000
 
@@ -89,6 +91,60 @@ def test_time_stretch_changes_duration_and_keeps_pitch(rate: float) -> None:
     audible = int(np.flatnonzero(energy.numpy()).max()) + 1
     assert audible == pytest.approx(SR / rate, rel=0.02)
     assert peak_frequency(out[0, : lengths[0]]) == pytest.approx(500.0, rel=0.01)
+
+
+@pytest.mark.parametrize("rate", [0.63, 0.8, 0.95, 1.25])
+def test_the_phase_locked_vocoder_keeps_a_tones_amplitude(rate: float) -> None:
+    out, length = phase_vocoder_stretch(
+        tone(300.0).unsqueeze(0), torch.tensor([SR]), torch.tensor([rate])
+    )
+    steady = out[0, 1000 : int(length[0]) - 1000]
+    assert float(steady.abs().max()) == pytest.approx(1.0, abs=0.02)
+    assert float(steady.square().mean()) == pytest.approx(0.5, abs=0.02)
+
+
+def test_the_plain_vocoder_is_torchaudios_and_loses_a_slowed_tone() -> None:
+    """Why `vocoder: phase_locked` exists: torchaudio's (and librosa's) vocoder, which the plain
+    one reproduces clip by clip, turns a tone slowed to 0.8 into a third of its amplitude."""
+    wave = tone(300.0).unsqueeze(0)
+    n_fft, hop = 256, 64
+    window = torch.hann_window(n_fft)
+    spec = torch.stft(wave, n_fft, hop, window=window, center=True, return_complex=True)
+    advance = torch.linspace(0, math.pi * hop, n_fft // 2 + 1).unsqueeze(1)
+    expected = torch.istft(
+        torchaudio.functional.phase_vocoder(spec, 0.8, advance), n_fft, hop, window=window
+    )
+    plain, _ = phase_vocoder_stretch(
+        wave, torch.tensor([SR]), torch.tensor([0.8]), lock_phases=False
+    )
+    width = min(plain.shape[1], expected.shape[1]) - 200
+    torch.testing.assert_close(plain[0, :width], expected[0, :width], atol=1e-4, rtol=1e-4)
+    assert float(plain[0, 1000:-1000].abs().max()) < 0.5
+
+
+def test_speech_keeps_its_level_through_the_phase_locked_vocoder() -> None:
+    """A voiced sound (harmonics of 120 Hz with a vibrato, starting after silence, as a clip
+    does) keeps its power, slowed or sped up; the plain vocoder's loss is what this guards."""
+    t = torch.arange(SR) / SR
+    f0 = 120 * (1 + 0.03 * torch.sin(2 * math.pi * 5 * t))
+    phase = 2 * math.pi * torch.cumsum(f0, 0) / SR
+    voiced = sum(torch.sin(h * phase) / h for h in range(1, 20))
+    voiced = torch.cat([torch.zeros(800), voiced * torch.hann_window(SR)]).unsqueeze(0)
+    lengths = torch.tensor([voiced.shape[1]])
+    power = float(voiced.square().sum())
+    for rate in (0.8, 1.2):
+        locked, _ = phase_vocoder_stretch(voiced, lengths, torch.tensor([rate]))
+        plain, _ = phase_vocoder_stretch(voiced, lengths, torch.tensor([rate]), lock_phases=False)
+        ratio = float(locked.square().sum()) * rate / power
+        assert ratio == pytest.approx(1.0, abs=0.03), rate
+        assert float(plain.square().sum()) * rate / power < 0.92, "0.69 and 0.87 when written"
+
+
+def test_an_unknown_vocoder_is_one_line_naming_the_key() -> None:
+    with pytest.raises(
+        SdcError, match=r"^data.augment.vocoder: expected one of phase_locked, plain, got 'x'$"
+    ):
+        WaveformAugment(AugmentConfig(vocoder="x"), SR, window=5000)
 
 
 def test_vocoder_rates_are_per_clip() -> None:

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf, open_dict
 import sdc.results
 from sdc.config import config_dir
 from sdc.errors import SdcError
-from sdc.results import ensemble_rows, recipe, results
+from sdc.results import check_conditions, ensemble_rows, recipe, results
 from sdc.robustness import best_checkpoint, evaluate_run
 
 pytestmark = pytest.mark.slow
@@ -41,6 +41,7 @@ def results_cfg(tiny_fsdd: Path, out: Path, *extra: str):
                 "results.epochs=1",
                 f"results.dir={out}",
                 "results.snr_db=[10,0]",
+                "results.pitch_semitones=[4]",
                 "results.sweep_values.random='1,2'",
                 "results.sweep_values.official='1'",
                 "results.sweep_values.loso='[alice],[bob]'",
@@ -75,12 +76,14 @@ def test_results_trains_every_protocol_and_writes_the_table(
         "start",
         "end",
         "trimmed_15db",
+        "pitch_+4st",
     }
     assert "robustness" not in row["official"]
     for trial in row["random"]["trials"]:
         assert (Path(trial["folder"]) / "robustness.json").is_file()
     table = (out / "results.md").read_text()
     assert "| `baseline` |" in table and "LOSO worst" in table and "noise 10 dB" in table
+    assert "| pitch +4 st |" in table
     assert json.loads((out / "results.json").read_text())["table"] == payload["table"]
 
     # An interrupted table continues: finished trials are reused, nothing is trained again.
@@ -276,6 +279,7 @@ def test_an_ensemble_without_robustness_columns_is_tested_on_clean_clips_only(
         "start",
         "end",
         "trimmed_15db",
+        "pitch_+4st",
     }
     for trial in measured["trials"]:
         assert (Path(trial["folder"]) / "robustness.json").is_file()
@@ -310,6 +314,20 @@ def test_a_bad_ensemble_row_is_one_line_naming_its_key(ensembles: dict, message:
     assert row.weights == [1.0, 1.0] and row.rule == "mean"
 
 
+@pytest.mark.parametrize(
+    ("key", "values", "message"),
+    [
+        ("pitch_semitones", [4, 20], r"^results.pitch_semitones: expected numbers from -12 to 12"),
+        ("snr_db", ["loud"], r"^results.snr_db: expected numbers from -20 to 100, got \['loud'\]$"),
+    ],
+)
+def test_bad_robustness_conditions_are_one_line_naming_the_key(
+    key: str, values: list, message: str
+) -> None:
+    with pytest.raises(SdcError, match=message):
+        check_conditions(OmegaConf.create({key: values}))
+
+
 def test_a_step_that_is_off_matches_a_recipe_saved_before_it_existed() -> None:
     old = OmegaConf.create(
         {"seed": 1, "data": {"augment": {"noise": {"p": 0.5}}}, "trainer": {"max_epochs": 3}}
@@ -325,6 +343,16 @@ def test_a_step_that_is_off_matches_a_recipe_saved_before_it_existed() -> None:
     on = OmegaConf.merge(new, {"vtlp": {"p": 0.5}})
     assert recipe(on) != recipe(old)
     assert recipe(OmegaConf.merge(old, {"data": {"augment": {"noise": {"p": 0.0}}}})) != recipe(old)
+
+
+def test_the_plain_vocoder_matches_a_recipe_saved_before_the_option_existed() -> None:
+    old = OmegaConf.create(
+        {"seed": 1, "data": {"augment": {"noise": {"p": 0.5}}}, "trainer": {"max_epochs": 3}}
+    )
+    plain = OmegaConf.merge(old, {"data": {"augment": {"vocoder": "plain"}}})
+    locked = OmegaConf.merge(old, {"data": {"augment": {"vocoder": "phase_locked"}}})
+    assert recipe(plain) == recipe(old)
+    assert recipe(locked) != recipe(old), "trained on other audio"
 
 
 def test_weight_averaging_off_matches_a_recipe_saved_before_it_existed() -> None:

@@ -11,7 +11,7 @@ import torch
 
 from sdc.audio.window import fit_to_window
 from sdc.errors import SdcError
-from sdc.robustness import best_checkpoint, conditions, robustness
+from sdc.robustness import best_checkpoint, column_label, conditions, robustness
 
 WINDOW = 3000
 
@@ -39,7 +39,25 @@ def test_each_condition_does_what_it_says() -> None:
     batch = torch.nn.utils.rnn.pad_sequence(waves[:3], batch_first=True)
     lengths = torch.tensor([len(w) for w in waves[:3]])
     named = conditions(WINDOW, snr_db=(10.0, 0.0))
-    assert list(named) == ["clean", "snr_10db", "snr_0db", "start", "end", "trimmed_15db"]
+    assert list(named) == [
+        "clean",
+        "snr_10db",
+        "snr_0db",
+        "start",
+        "end",
+        "trimmed_15db",
+        "pitch_+4st",
+        "pitch_+8st",
+    ]
+    assert [column_label(n) for n in named][1:] == [
+        "noise 10 dB",
+        "noise 0 dB",
+        "start",
+        "end",
+        "trimmed 15 dB",
+        "pitch +4 st",
+        "pitch +8 st",
+    ]
     generator = torch.Generator().manual_seed(0)
     clean = named["clean"](batch, lengths, generator)
     assert torch.equal(clean, fit_to_window(batch, lengths, WINDOW))
@@ -63,6 +81,30 @@ def test_the_trimmed_condition_cuts_quiet_ends_and_centres_the_rest() -> None:
         clip.unsqueeze(0), torch.tensor([len(clip)]), torch.Generator()
     )
     assert torch.equal(trimmed, fit_to_window(tone.unsqueeze(0), torch.tensor([800]), WINDOW))
+
+
+@pytest.mark.parametrize("shift", [4.0, 8.0, -3.0])
+def test_a_pitch_condition_raises_the_voice_and_keeps_its_duration(shift: float) -> None:
+    t = torch.arange(2400) / 8000
+    tone = torch.sin(2 * math.pi * 300 * t) * torch.hann_window(2400)
+    named = conditions(WINDOW, semitones=(shift,))
+    clean, heard = (
+        named[name](tone.unsqueeze(0), torch.tensor([2400]), torch.Generator())[0]
+        for name in ("clean", f"pitch_{shift:+g}st")
+    )
+    assert heard.shape == (WINDOW,)
+    spectrum = torch.fft.rfft(heard).abs()
+    peak_hz = float(spectrum.argmax()) * 8000 / WINDOW
+    assert peak_hz == pytest.approx(300 * 2 ** (shift / 12), rel=0.03)
+
+    def sounding(wave: torch.Tensor) -> tuple[int, int]:
+        """Where the middle 90% of the energy lies (the vocoder smears the faintest tails)."""
+        energy = wave.square().cumsum(0) / wave.square().sum()
+        return int((energy < 0.05).sum()), int((energy < 0.95).sum())
+
+    (start, end), (clean_start, clean_end) = sounding(heard), sounding(clean)
+    assert end - start == pytest.approx(clean_end - clean_start, rel=0.05), "the same rate"
+    assert start + end == pytest.approx(clean_start + clean_end, abs=120), "centred as clean"
 
 
 def test_robustness_reports_every_condition_reproducibly() -> None:

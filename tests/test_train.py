@@ -189,6 +189,7 @@ def test_ema_checkpoints_hold_and_test_the_averaged_weights(
         ("optim.lr=-1", "optim.lr"),
         ("data.batch_size=0", "data.batch_size"),
         ("data.augment.noise.p=2", "data.augment.noise.p"),
+        ("data.augment.vocoder=librosa", "data.augment.vocoder"),
         ("threads=0", "threads"),
         ("data.augment.microphone.tilt_db=[3,-3]", "data.augment.microphone.tilt_db"),
         ("data.augment.microphone.peaks=-1", "data.augment.microphone.peaks"),

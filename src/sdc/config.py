@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sdc import schemas
 from sdc.audio import embedding
+from sdc.audio.augment import check_vocoder
 from sdc.audio.features import KINDS, NORMALIZATIONS
 from sdc.data.fsdd import SPLITS
 from sdc.errors import SdcError
@@ -178,6 +179,7 @@ def validate(cfg: DictConfig) -> None:
         "placement",
         "noise",
     )
+    check_vocoder(OmegaConf.select(cfg, "data.augment.vocoder"), "data.augment.vocoder")
     for step in steps:
         _probability(cfg, f"data.augment.{step}.p")
     _range(cfg, "data.augment.onset_cut.seconds", 0, 1)

@@ -46,6 +46,7 @@ from sdc.machine import summary
 from sdc.module import check_ensemble_rule
 from sdc.robustness import (
     best_checkpoint,
+    column_label,
     evaluate_run,
     read_cached,
     retest_run,
@@ -160,9 +161,14 @@ def _data_recipe(data: dict[str, Any]) -> dict[str, Any]:
     """`data` without where the clips are read from, and without extra clips that are off.
 
     No extra folders and no synthetic voices is the same training set as before those options
-    existed; where a synthetic corpus is kept (`synthetic.root`) does not change it.
+    existed, and the plain vocoder the same audio; where a synthetic corpus is kept
+    (`synthetic.root`) does not change it.
     """
     kept = {k: v for k, v in data.items() if k not in NOT_RECIPE}
+    augment = kept.get("augment")
+    if isinstance(augment, dict) and augment.get("vocoder") == "plain":
+        # The only vocoder before the option existed.
+        kept["augment"] = {k: v for k, v in augment.items() if k != "vocoder"}
     if not kept.get("extra_train"):
         kept.pop("extra_train", None)
     synthetic = kept.pop("synthetic", None)
@@ -395,9 +401,18 @@ def ensemble_trials(
     return Sweep(members[0].key, trials, wall)
 
 
+def check_conditions(opts: DictConfig) -> None:
+    """The robustness conditions' numbers, checked before hours of training rather than after."""
+    for key, low, high in (("snr_db", -20, 100), ("pitch_semitones", -12, 12)):
+        values = list(opts.get(key) or [])
+        if not all(isinstance(v, (int, float)) and low <= v <= high for v in values):
+            raise SdcError(f"results.{key}: expected numbers from {low} to {high}, got {values}")
+
+
 def collect(cfg: DictConfig) -> dict[str, Any]:
     """Train what is missing, evaluate every trial, and gather the table's numbers."""
     opts = cfg.results
+    check_conditions(opts)
     ensembles = ensemble_rows(opts)
     overrides = list(opts.overrides)
     if opts.epochs is not None:
@@ -431,11 +446,12 @@ def collect(cfg: DictConfig) -> dict[str, Any]:
 def _robustness(folder: Path, opts: DictConfig, speeds: list[float] | None) -> dict[str, float]:
     """Cached in the trial's folder: evaluating a model twice gives the same numbers anyway."""
     snrs = [float(s) for s in opts.snr_db]
-    cached = read_cached(folder, snrs, opts.noise_seed, speeds)
+    shifts = [float(s) for s in opts.pitch_semitones]
+    cached = read_cached(folder, snrs, opts.noise_seed, speeds, shifts)
     if cached is not None:
         return cached
-    accuracy = evaluate_run(folder, snrs, int(opts.noise_seed), speeds)
-    write_cached(folder, snrs, opts.noise_seed, speeds, accuracy)
+    accuracy = evaluate_run(folder, snrs, int(opts.noise_seed), speeds, semitones=shifts)
+    write_cached(folder, snrs, opts.noise_seed, speeds, accuracy, shifts)
     return accuracy
 
 
@@ -499,10 +515,7 @@ def markdown(table: dict[str, Any], opts: DictConfig, host: str, wall: float) ->
     head = ["recipe"]
     for p in protocols:
         head += ["LOSO mean", "LOSO worst"] if p == "loso" else [p]
-    head += [
-        n.replace("snr_", "noise ").replace("trimmed_", "trimmed ").replace("db", " dB")
-        for n in robust
-    ]
+    head += [column_label(n) for n in robust]
     lines = [
         "Test accuracy (%), mean ± standard deviation over the trials of each protocol; "
         f"robustness columns on the {', '.join(opts.robustness_protocols)} split.",

@@ -1,9 +1,16 @@
 """Test accuracy under conditions the test set lacks: white noise at fixed signal-to-noise
-ratios, the clip at the very start or end of the window instead of its centre, and the clip
-cut tight at both ends as a voice activity detector may leave it.
+ratios, the clip at the very start or end of the window instead of its centre, the clip cut
+tight at both ends as a voice activity detector may leave it, and the voice made higher.
 
 The noise is Gaussian over the whole window, padding included, at an SNR relative to each clip's
 RMS over its own samples, drawn from a fixed seed so that every model hears the same noise.
+
+FSDD's six speakers are adult men; the voices a user brings are also women's and children's,
+4-12 semitones higher. The `pitch` conditions stand in for them, crudely: each clip resampled
+so that its pitch and formants rise together by a number of semitones (a shorter vocal tract),
+its duration then restored by a phase vocoder. That is the transform the recipes' own
+`pitch_shift` augmentation applies, so a recipe trained on such shifts has heard this artefact
+before; the figures rank recipes on higher voices, they do not replace real ones.
 """
 
 from __future__ import annotations
@@ -18,7 +25,13 @@ from omegaconf import OmegaConf
 from torch.nn.utils.rnn import pad_sequence
 
 import sdc.config  # noqa: F401  (registers the resolver that saved run configs use)
-from sdc.audio.augment import endpoint, noise_std_for_snr
+from sdc.audio.augment import (
+    Resamplers,
+    endpoint,
+    noise_std_for_snr,
+    phase_vocoder_stretch,
+    speed_change,
+)
 from sdc.audio.io import read_audio
 from sdc.audio.window import fit_to_window
 from sdc.data.fsdd import FILENAME, find_recordings_dir
@@ -27,6 +40,10 @@ from sdc.files import write_text
 from sdc.module import DigitClassifier
 
 SNRS_DB = (20.0, 10.0, 5.0, 0.0)
+SEMITONES = (4.0, 8.0)
+"""The `pitch` conditions' shifts. +4 raises the formants 26%, between women's (15-20% above
+men's) and children's (30-40%); +8 raises them 59%, beyond. Pitch rises as much: a man's 120 Hz
+becomes 151 Hz and 190 Hz, where women's voices begin."""
 TRIM_DB = 15.0
 """The `trimmed` condition cuts each clip's start and end where they are quieter than this many
 dB below its loudest 10 ms: a tight endpointer, which drops weak onsets and codas such as the
@@ -42,9 +59,13 @@ RETEST = "retest.json"
 
 
 def conditions(
-    window: int, snr_db: Sequence[float] = SNRS_DB, sample_rate: int = 8000
+    window: int,
+    snr_db: Sequence[float] = SNRS_DB,
+    sample_rate: int = 8000,
+    semitones: Sequence[float] = SEMITONES,
 ) -> dict[str, Condition]:
     """Name -> how a padded batch (waves, lengths) becomes the windows the model hears."""
+    resamplers = Resamplers()
 
     def placed(position: float) -> Condition:
         def make(waves: torch.Tensor, lengths: torch.Tensor, _: torch.Generator) -> torch.Tensor:
@@ -66,10 +87,30 @@ def conditions(
         cut, cut_lengths = endpoint(waves, lengths, threshold, sample_rate)
         return fit_to_window(cut, cut_lengths, window)
 
+    def pitched(shift: float) -> Condition:
+        def make(waves: torch.Tensor, lengths: torch.Tensor, _: torch.Generator) -> torch.Tensor:
+            factors = torch.full((len(waves),), 2.0 ** (shift / 12))
+            higher, shorter, applied = speed_change(
+                waves, lengths, factors, sample_rate, resamplers
+            )
+            # Back to the clip's own duration: only the voice changes, not the speaking rate.
+            restored, restored_lengths = phase_vocoder_stretch(higher, shorter, 1 / applied)
+            return fit_to_window(restored, restored_lengths, window)
+
+        return make
+
     named = {"clean": placed(0.5)}
     named.update({f"snr_{snr:g}db": noisy(snr) for snr in snr_db})
     named.update({"start": placed(0.0), "end": placed(1.0), f"trimmed_{TRIM_DB:g}db": trimmed})
+    named.update({f"pitch_{shift:+g}st": pitched(shift) for shift in semitones})
     return named
+
+
+def column_label(name: str) -> str:
+    """A condition's name as a table's column says it: `snr_10db` -> `noise 10 dB`."""
+    if name.startswith("pitch_"):
+        return f"pitch {name.removeprefix('pitch_').removesuffix('st')} st"
+    return name.replace("snr_", "noise ").replace("trimmed_", "trimmed ").replace("db", " dB")
 
 
 @torch.no_grad()
@@ -83,6 +124,7 @@ def robustness(
     batch_size: int = 250,
     sample_rate: int = 8000,
     names: Sequence[str] | None = None,
+    semitones: Sequence[float] = SEMITONES,
 ) -> dict[str, float]:
     """Accuracy of `model` (waveform windows in, logits out) under each condition (those in
     `names`, if given)."""
@@ -90,7 +132,7 @@ def robustness(
     device = next(model.parameters()).device
     targets = torch.as_tensor(list(labels))
     accuracy: dict[str, float] = {}
-    for name, condition in conditions(window, snr_db, sample_rate).items():
+    for name, condition in conditions(window, snr_db, sample_rate, semitones).items():
         if names is not None and name not in names:
             continue
         generator = torch.Generator().manual_seed(seed)
@@ -161,32 +203,47 @@ def evaluate_run(
     seed: int = 0,
     test_time_speeds: Sequence[float] | None = None,
     names: Sequence[str] | None = None,
+    semitones: Sequence[float] = SEMITONES,
 ) -> dict[str, float]:
     """Robustness of a finished run's selected checkpoint on that run's own test clips, heard
     at `test_time_speeds` (None: once)."""
     model = load_run_model(Path(run_dir), test_time_speeds)
     waves, labels = run_test_clips(Path(run_dir))
     return robustness(
-        model, waves, labels, model.window, snr_db, seed, sample_rate=model.sample_rate, names=names
+        model,
+        waves,
+        labels,
+        model.window,
+        snr_db,
+        seed,
+        sample_rate=model.sample_rate,
+        names=names,
+        semitones=semitones,
     )
 
 
 def read_cached(
-    folder: Path, snr_db: Sequence[float], seed: int, test_time_speeds: Sequence[float] | None
+    folder: Path,
+    snr_db: Sequence[float],
+    seed: int,
+    test_time_speeds: Sequence[float] | None,
+    semitones: Sequence[float] = SEMITONES,
 ) -> dict[str, float] | None:
     """The run's cached figures if they were measured under these conditions, else None (a
-    cache written before test-time speeds existed was measured without them)."""
+    cache written before test-time speeds or pitch conditions existed was measured without
+    them)."""
     cache = Path(folder) / CACHE
     if not cache.is_file():
         return None
     saved = json.loads(cache.read_text())
-    snrs = [float(s) for s in snr_db]
+    snrs, shifts = [float(s) for s in snr_db], [float(s) for s in semitones]
     same = (
         saved.get("snr_db") == snrs
+        and saved.get("semitones", []) == shifts
         and saved.get("seed") == seed
         and saved.get("test_time_speeds") == speeds_or_none(test_time_speeds)
     )
-    if same and list(saved.get("accuracy", {})) == list(conditions(1, snrs)):
+    if same and list(saved.get("accuracy", {})) == list(conditions(1, snrs, semitones=shifts)):
         return saved["accuracy"]
     return None
 
@@ -197,9 +254,11 @@ def write_cached(
     seed: int,
     test_time_speeds: Sequence[float] | None,
     accuracy: dict[str, float],
+    semitones: Sequence[float] = SEMITONES,
 ) -> None:
     payload = {
         "snr_db": [float(s) for s in snr_db],
+        "semitones": [float(s) for s in semitones],
         "seed": seed,
         "test_time_speeds": speeds_or_none(test_time_speeds),
         "accuracy": accuracy,
