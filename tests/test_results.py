@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from omegaconf import OmegaConf, open_dict
 import sdc.results
 from sdc.config import config_dir
 from sdc.errors import SdcError
-from sdc.results import check_conditions, ensemble_rows, recipe, results
+from sdc.results import check_conditions, ensemble_rows, new_attempt, recipe, results
 from sdc.robustness import best_checkpoint, evaluate_run
 
 pytestmark = pytest.mark.slow
@@ -283,6 +284,20 @@ def test_an_ensemble_without_robustness_columns_is_tested_on_clean_clips_only(
     }
     for trial in measured["trials"]:
         assert (Path(trial["folder"]) / "robustness.json").is_file()
+
+
+def test_runs_started_in_the_same_second_get_their_own_attempt_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> datetime:
+            return datetime(2026, 11, 27, 16, 22, 43)
+
+    monkeypatch.setattr(sdc.results, "datetime", Frozen)
+    first, second = new_attempt(tmp_path), new_attempt(tmp_path)
+    assert first.name == "2026-11-27_16-22-43" and second.name == "2026-11-27_16-22-43_2"
+    assert first.is_dir() and second.is_dir()
 
 
 def _seed(folder: Path) -> int:

@@ -267,6 +267,24 @@ def run_sweep(
     return time.perf_counter() - started
 
 
+def new_attempt(sweeps: Path) -> Path:
+    """A new, empty attempt folder under `sweeps`, named by the time it was made.
+
+    Made here, not left to Hydra: two `make results` started in the same second (two lanes of
+    one machine) would otherwise share a folder and write their trials over each other's.
+    """
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    sweeps.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        attempt = sweeps / (stamp if n == 1 else f"{stamp}_{n}")
+        try:
+            attempt.mkdir()
+        except FileExistsError:
+            continue
+        return attempt
+    raise SdcError(f"{sweeps}: no free attempt folder for {stamp}")
+
+
 def experiment_trials(row: str, protocol: str, opts: DictConfig, overrides: Sequence[str]) -> Sweep:
     """One row's trials of one protocol, training the missing ones: the swept key, the trials
     in the protocol's order, and the wall time spent training."""
@@ -282,7 +300,7 @@ def experiment_trials(row: str, protocol: str, opts: DictConfig, overrides: Sequ
     missing = [v for v in values if _key(_value_of(key, v)) not in done]
     wall = 0.0
     if missing:
-        attempt = sweeps / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        attempt = new_attempt(sweeps)
         wall = run_sweep(row, protocol, key, missing, attempt, overrides)
         fresh = finished_trials(attempt, key, recipes)
         done.update({k: t for k, t in fresh.items() if k not in done})
@@ -377,7 +395,7 @@ def ensemble_trials(
     else of a protocol without robustness columns, and the other conditions are seven eighths
     of the build's time."""
     wall = sum(member.wall for member in members)
-    attempt = sweeps / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    attempt: Path | None = None
     built = _built_ensembles(sweeps)
     trials = []
     for n, group in enumerate(zip(*(member.trials for member in members), strict=True)):
@@ -387,6 +405,7 @@ def ensemble_trials(
         folder = built.get(_ensemble_key(checkpoints, row.weights, row.rule))
         if folder is None:
             started = time.perf_counter()
+            attempt = attempt or new_attempt(sweeps)
             folder = attempt / str(n)
             build_ensemble([t.folder for t in group], row.weights, folder, row.rule, robust)
             wall += time.perf_counter() - started
