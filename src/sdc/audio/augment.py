@@ -12,7 +12,7 @@ kernel every call). Here a whole batch is augmented with a handful of tensor ops
 2. tempo: one batched phase vocoder with a rate per clip undoes the duration change of the pitch
    shift (not of the speed perturbation, which keeps it) and applies the random time stretch.
    Its phases are locked to the spectral peaks (`vocoder: phase_locked`): the plain vocoder,
-   librosa's and torchaudio's, loses 3-6 dB of a slowed clip and smears it;
+   librosa's and torchaudio's, takes about 3 dB from a slowed clip and smears it;
 3. reverb: FFT convolution with a synthetic room impulse response (exponentially decaying noise);
 4. microphone: a random smooth frequency response (tilt, bass and treble cuts, resonances) by
    one batched FFT;
@@ -268,7 +268,8 @@ def phase_vocoder_stretch(
     one per batch, and librosa's) advances every frequency bin's phase on its own. Where it
     repeats or skips an analysis frame (any rate but 1), the bins that carry one harmonic drift
     out of phase with each other, most at once from a silent or noisy frame: a slowed tone came
-    out at a quarter of its amplitude, slowed FSDD clips 3-6 dB quieter, smeared.
+    out at a quarter of its amplitude, FSDD clips slowed to 0.8 2-4.5 dB quieter (the locked
+    vocoder: 0.1-0.5 dB), smeared.
     `lock_phases` (identity phase locking, Laroche and Dolson, 1999) advances only each
     spectral peak's phase and gives the bins around it the peak's phase plus their offset from
     it in the analysis frame, which keeps tones at full amplitude and speech at its level. It
