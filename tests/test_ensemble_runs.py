@@ -113,7 +113,7 @@ def test_robustness_may_be_left_unmeasured(runs: dict[str, Path], tmp_path: Path
     ensemble_main([*pair, "--out", str(full)])
     ensemble_main([*pair, "--out", str(clean), "--no-robustness"])
     cached = json.loads((full / "robustness.json").read_text())["accuracy"]
-    assert len(cached) == 8, "clean, four SNRs, start, end, trimmed"
+    assert len(cached) == 10, "clean, four SNRs, start, end, trimmed, two higher voices"
     assert not (clean / "robustness.json").exists(), "no cache that claims what was not measured"
     test_acc = json.loads((clean / "metrics.json").read_text())["test_acc"]
     assert test_acc == json.loads((full / "metrics.json").read_text())["test_acc"]

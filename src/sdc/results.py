@@ -392,7 +392,7 @@ def ensemble_trials(
     checkpoints, weights and rule is reused. Its training time is the members' together.
 
     Unless `robust`, a new ensemble is tested on the clean clips only: the table reads nothing
-    else of a protocol without robustness columns, and the other conditions are seven eighths
+    else of a protocol without robustness columns, and the other conditions are nine tenths
     of the build's time."""
     wall = sum(member.wall for member in members)
     attempt: Path | None = None
