@@ -198,8 +198,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         dest="robustness",
         action="store_false",
         help="test on the clean test clips only, not also under noise, shifts, trimming and "
-        "higher voices "
-        "(ten times faster)",
+        "higher voices (ten times faster)",
     )
     return parser.parse_args(argv)
 
