@@ -8,7 +8,7 @@ RMS over its own samples, drawn from a fixed seed so that every model hears the 
 FSDD's six speakers are adult men; the voices a user brings are also women's and children's,
 4-12 semitones higher. The `pitch` conditions stand in for them, crudely: each clip resampled
 so that its pitch and formants rise together by a number of semitones (a shorter vocal tract),
-its duration then restored by a phase vocoder. That is the transform the recipes' own
+its duration then restored by the phase-locked vocoder. That is the transform the recipes' own
 `pitch_shift` augmentation applies, so a recipe trained on such shifts has heard this artefact
 before; the figures rank recipes on higher voices, they do not replace real ones.
 """
