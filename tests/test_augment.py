@@ -105,7 +105,7 @@ def test_the_phase_locked_vocoder_keeps_a_tones_amplitude(rate: float) -> None:
 
 def test_the_plain_vocoder_is_torchaudios_and_loses_a_slowed_tone() -> None:
     """Why `vocoder: phase_locked` exists: torchaudio's (and librosa's) vocoder, which the plain
-    one reproduces clip by clip, turns a tone slowed to 0.8 into a third of its amplitude."""
+    one reproduces clip by clip, turns a tone slowed to 0.8 into a quarter of its amplitude."""
     wave = tone(300.0).unsqueeze(0)
     n_fft, hop = 256, 64
     window = torch.hann_window(n_fft)
