@@ -399,6 +399,16 @@ def test_checkpoint_selection_is_part_of_the_recipe_and_the_weights_folder_is_no
     assert recipe(OmegaConf.merge(old, {"features": {"pad_seconds": 0.2}})) != recipe(old)
 
 
+def test_a_frozen_embedding_is_the_recipe_of_trials_saved_before_fine_tuning_existed() -> None:
+    old = OmegaConf.create({"seed": 1, "features": {"pad_seconds": 0.4, "weights_dir": "/a"}})
+    frozen = {"features": {"finetune_layers": 0, "finetune_lr_scale": 0.1}}
+    assert recipe(OmegaConf.merge(old, frozen)) == recipe(old)
+    tuned = recipe(OmegaConf.merge(old, {"features": {"finetune_layers": 5}}))
+    assert tuned != recipe(old)
+    slower = {"features": {"finetune_layers": 5, "finetune_lr_scale": 0.01}}
+    assert recipe(OmegaConf.merge(old, slower)) != tuned
+
+
 def test_an_ensemble_is_another_recipe_and_none_matches_trials_saved_before_them() -> None:
     old = OmegaConf.create({"seed": 1, "features": {"n_mfcc": 40}, "model": {"width": 8}})
     assert recipe(OmegaConf.merge(old, {"experts": {}})) == recipe(old)

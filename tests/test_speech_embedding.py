@@ -250,8 +250,12 @@ def stand_in_weights(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("finetune_layers", [0, 5])
 def test_a_model_on_the_embedding_trains_and_its_checkpoint_carries_the_weights(
-    make_cfg: Callable[..., DictConfig], stand_in_weights: None, tmp_path: Path
+    make_cfg: Callable[..., DictConfig],
+    stand_in_weights: None,
+    tmp_path: Path,
+    finetune_layers: int,
 ) -> None:
     from sdc.export import export_onnx
     from sdc.inference import Recognizer
@@ -262,6 +266,7 @@ def test_a_model_on_the_embedding_trains_and_its_checkpoint_carries_the_weights(
         "model=embedding_head",
         "trainer.max_epochs=2",
         f"features.weights_dir={tmp_path / 'never_used'}",
+        f"features.finetune_layers={finetune_layers}",
     )
     metrics = train(cfg)
     assert 0.0 <= metrics["test_acc"] <= 1.0
@@ -271,6 +276,9 @@ def test_a_model_on_the_embedding_trains_and_its_checkpoint_carries_the_weights(
     assert bool(model.frontend.fitted)
     assert torch.equal(model.frontend.embedding.mel, expected.mel)
     assert torch.equal(model.frontend.embedding.network[0].weight, expected.network[0].weight)
+    # The last convolution is the checkpoint's own when it was fine-tuned.
+    last = model.frontend.embedding.convolutions()[-1].weight
+    assert torch.equal(last, expected.convolutions()[-1].weight) == (finetune_layers == 0)
     assert model.frontend.std.min() > 0 and model.frontend.mean.abs().sum() > 0
     assert not (tmp_path / "never_used").exists(), "a checkpoint needs no download"
 
@@ -281,3 +289,60 @@ def test_a_model_on_the_embedding_trains_and_its_checkpoint_carries_the_weights(
     assert torch.allclose(logits, fused, atol=1e-4)
     onnx = Recognizer.load(export_onnx(model, tmp_path / "model.onnx"))
     assert np.abs(onnx.backend(windows.numpy()) - logits.numpy()).max() < 2e-3
+
+
+# -- fine-tuning the embedding's top ------------------------------------------------------------
+
+HEAD = {"_target_": "sdc.models.embedding_head.EmbeddingHead", "channels": 16}
+ADAMW = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-2}
+
+
+def tuned_classifier(layers: int, **optim: float) -> torch.nn.Module:
+    from sdc.module import DigitClassifier
+
+    frontend = {
+        "_target_": "sdc.audio.embedding.SpeechEmbeddingFrontend",
+        "clip_seconds": 1.0,
+        "normalize": "none",
+        "finetune_layers": layers,
+        "finetune_lr_scale": 0.1,
+    }
+    model = DigitClassifier(net=HEAD, frontend=frontend, optim={**ADAMW, **optim})
+    stand_in(model.frontend.embedding)
+    return model
+
+
+def test_fine_tuning_trains_the_embeddings_last_convolutions_only_at_a_smaller_rate() -> None:
+    model = tuned_classifier(5)
+    convs = model.frontend.embedding.convolutions()
+    rest, tuned = model.parameter_groups()
+    assert tuned["lr"] == pytest.approx(1e-3) and rest["lr"] == pytest.approx(1e-2)
+    assert {id(p) for p in tuned["params"]} == {id(p) for c in convs[-5:] for p in c.parameters()}
+
+    before = [c.weight.detach().clone() for c in convs]
+    optimizer = model.build_optimizer()
+    windows = torch.stack([speech_like(1.0, seed=s, rate=8000) for s in range(4)])
+    loss = torch.nn.functional.cross_entropy(model(windows), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    optimizer.step()
+    moved = [not torch.equal(b, c.weight) for b, c in zip(before, convs, strict=True)]
+    assert moved == [False] * 15 + [True] * 5
+
+
+def test_a_frozen_embedding_keeps_one_parameter_group_and_one_cycle_keeps_each_groups_ratio() -> (
+    None
+):
+    frozen = tuned_classifier(0)
+    assert len(frozen.parameter_groups()) == 1
+    assert not any(p.requires_grad for p in frozen.frontend.parameters())
+
+    model = tuned_classifier(5)
+    model.hparams.scheduler = {
+        "_target_": "torch.optim.lr_scheduler.OneCycleLR",
+        "_partial_": True,
+        "max_lr": 2e-2,
+        "total_steps": 10,
+        "interval": "step",
+    }
+    scheduler = model.configure_optimizers()["lr_scheduler"]["scheduler"]
+    assert [g["max_lr"] for g in scheduler.optimizer.param_groups] == pytest.approx([2e-2, 2e-3])

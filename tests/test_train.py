@@ -201,6 +201,9 @@ def test_ema_checkpoints_hold_and_test_the_averaged_weights(
         ("label_smoothing=-0.1", "label_smoothing"),
         ("label_smoothing=1", "label_smoothing"),
         ("features=speech_embedding features.normalize=speech", "features.normalize"),
+        ("features=speech_embedding features.finetune_layers=21", "features.finetune_layers"),
+        ("features=speech_embedding features.finetune_layers=-1", "features.finetune_layers"),
+        ("features=speech_embedding features.finetune_lr_scale=0", "features.finetune_lr_scale"),
     ],
 )
 def test_invalid_values_fail_before_training_naming_the_key(

@@ -106,6 +106,18 @@ def _front_end(cfg: DictConfig, key: str) -> None:
     for name, choices in (("kind", KINDS), ("normalize", normalizations)):
         value = OmegaConf.select(cfg, f"{key}.{name}", default=choices[0])
         _require(cfg, f"{key}.{name}", value in choices, f"one of {', '.join(choices)}")
+    if pretrained:
+        layers = OmegaConf.select(cfg, f"{key}.finetune_layers", default=0)
+        _require(
+            cfg,
+            f"{key}.finetune_layers",
+            isinstance(layers, int)
+            and not isinstance(layers, bool)
+            and 0 <= layers <= embedding.CONVOLUTIONS,
+            f"an integer in [0, {embedding.CONVOLUTIONS}] (0: the embedding frozen)",
+        )
+        if OmegaConf.select(cfg, f"{key}.finetune_lr_scale") is not None:
+            _positive(cfg, f"{key}.finetune_lr_scale")
 
 
 def _spec_augment(cfg: DictConfig, key: str) -> None:

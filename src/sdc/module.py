@@ -261,10 +261,27 @@ class DigitClassifier(pl.LightningModule):
         labels = torch.cat([t for _, t in self.test_outputs])
         return probs, labels
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The trainable parameters: the networks', then each front end's that learn (a
+        fine-tuned pretrained embedding) in a group of its own, at its front end's `lr_scale`
+        times the configured learning rate."""
+        lr = float(self.hparams.optim["lr"])
+        in_frontends: set[int] = set()
+        groups: list[dict[str, Any]] = []
+        for member in self.members:
+            learning = [p for p in member.frontend.parameters() if p.requires_grad]
+            in_frontends.update(id(p) for p in learning)
+            if learning:
+                groups.append({"params": learning, "lr": lr * member.frontend.lr_scale})
+        # Frozen parameters stay in the first group, as before groups existed (they get no
+        # gradient, so no step), which keeps optimizer states saved then loadable.
+        rest = [p for p in self.parameters() if id(p) not in in_frontends]
+        return [{"params": rest, "lr": lr}, *groups]
+
     def build_optimizer(self) -> torch.optim.Optimizer:
-        """The configured optimizer over this model's parameters, without a scheduler (which
-        may need the trainer: one-cycle's length is the run's number of steps)."""
-        return instantiate(self.hparams.optim)(params=self.parameters())
+        """The configured optimizer over this model's parameter groups, without a scheduler
+        (which may need the trainer: one-cycle's length is the run's number of steps)."""
+        return instantiate(self.hparams.optim)(params=self.parameter_groups())
 
     def configure_optimizers(self) -> Any:
         optimizer = self.build_optimizer()
@@ -274,7 +291,15 @@ class DigitClassifier(pl.LightningModule):
         interval = scheduler_cfg.pop("interval", "epoch")
         if scheduler_cfg.get("total_steps") is None and "total_steps" in scheduler_cfg:
             scheduler_cfg["total_steps"] = self.trainer.estimated_stepping_batches
-        scheduler = instantiate(scheduler_cfg)(optimizer=optimizer)
+        per_group: dict[str, Any] = {}
+        if "max_lr" in scheduler_cfg and len(optimizer.param_groups) > 1:
+            # One-cycle would take every group to the same peak; keep each group's ratio to the
+            # configured learning rate (passed at the call: a list in the config would reach
+            # the scheduler as a ListConfig).
+            lr = float(self.hparams.optim["lr"])
+            peak = float(scheduler_cfg["max_lr"])
+            per_group["max_lr"] = [peak * g["lr"] / lr for g in optimizer.param_groups]
+        scheduler = instantiate(scheduler_cfg)(optimizer=optimizer, **per_group)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": interval},

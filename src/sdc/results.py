@@ -197,6 +197,10 @@ def recipe(config: DictConfig) -> dict[str, Any]:
             if not features.get("pad_seconds", 1):
                 # No padding, likewise (the speech embedding's `pad_seconds`).
                 del features["pad_seconds"]
+            if not features.get("finetune_layers"):
+                # A frozen embedding, likewise: its learning rate scale is then unused.
+                features.pop("finetune_layers", None)
+                features.pop("finetune_lr_scale", None)
             # Where the pretrained weights are cached, not what they are (their SHA-256 is
             # pinned).
             features.pop("weights_dir", None)

@@ -64,6 +64,8 @@ class SpeechEmbeddingSchema:
     weights_dir: str = MISSING
     normalize: str = "global"
     pad_seconds: float = 0.0
+    finetune_layers: int = 0
+    finetune_lr_scale: float = 0.1
 
 
 def register() -> None:

@@ -23,9 +23,11 @@ from torch import nn
 from sdc.audio.features import feature_statistics
 from sdc.audio.vtlp import warp_spectrum
 from sdc.pretrained import fetch
-from sdc.pretrained.speech_embedding import DIM, SAMPLE_RATE, SpeechEmbedding
+from sdc.pretrained.speech_embedding import DIM, LAYERS, SAMPLE_RATE, SpeechEmbedding
 
 NORMALIZATIONS = ("global", "none")
+CONVOLUTIONS = sum(not isinstance(layer, str) for layer in LAYERS) + 1
+"""The embedding's convolutions (the most `finetune_layers` can train): LAYERS' and the last."""
 
 
 class SpeechEmbeddingFrontend(nn.Module):
@@ -44,6 +46,12 @@ class SpeechEmbeddingFrontend(nn.Module):
     docs/accuracy.md). sdc's own inference centres every utterance, so it never meets such a
     window; a caller who feeds windows directly may. `features=speech_embedding` pads by 0.4 s;
     the default here, none, is how checkpoints saved before the option existed were trained.
+
+    `finetune_layers`: the embedding's last convolutions that train with the head (0, the
+    default: all frozen), at `finetune_lr_scale` times the head's learning rate, so that the
+    pretrained weights move slowly instead of being overwritten by a head's large first steps.
+    The normalization statistics stay those of the pretrained embedding; the head follows the
+    change.
     """
 
     def __init__(
@@ -53,10 +61,14 @@ class SpeechEmbeddingFrontend(nn.Module):
         weights_dir: str = "data/pretrained",
         normalize: str = "global",
         pad_seconds: float = 0.0,
+        finetune_layers: int = 0,
+        finetune_lr_scale: float = 0.1,
     ) -> None:
         super().__init__()
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+        if not finetune_lr_scale > 0:
+            raise ValueError(f"finetune_lr_scale must be > 0, got {finetune_lr_scale!r}")
         self.sample_rate = sample_rate
         self.window = round(clip_seconds * sample_rate)
         self.weights_dir = weights_dir
@@ -68,6 +80,8 @@ class SpeechEmbeddingFrontend(nn.Module):
             else nn.Identity()
         )
         self.embedding = SpeechEmbedding()
+        self.embedding.unfreeze_last(finetune_layers)
+        self.lr_scale = finetune_lr_scale
         resampled = self.resample(torch.zeros(1, self.window + 2 * self.pad)).shape[-1]
         self.steps = SpeechEmbedding.steps(resampled)
         if self.steps < 1:

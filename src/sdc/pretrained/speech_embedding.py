@@ -120,6 +120,27 @@ class SpeechEmbedding(nn.Module):
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         return self.embed(self.log_mel(self.power(waves)))
 
+    def convolutions(self) -> list[nn.Conv2d]:
+        """The network's 20 convolutions, input first."""
+        return [m for m in self.network if isinstance(m, nn.Conv2d)]
+
+    def unfreeze_last(self, count: int) -> list[nn.Parameter]:
+        """Let the last `count` convolutions learn (0: none); returns their parameters.
+
+        The top of the network is where it turns sounds into what it was trained to tell
+        apart (keywords, not digits); its first layers are generic spectro-temporal filters.
+        Training only the top keeps the cost small (for a 2.3 s window the last five
+        convolutions see a grid of 65 x 2 where the first sees 304 x 32) and keeps what the
+        broad corpus taught the bottom.
+        """
+        convs = self.convolutions()
+        if not 0 <= count <= len(convs):
+            raise ValueError(f"count must be in [0, {len(convs)}], got {count}")
+        params = [p for conv in convs[len(convs) - count :] for p in conv.parameters()]
+        for param in params:
+            param.requires_grad_(True)
+        return params
+
     def load_onnx(
         self, melspectrogram: dict[str, torch.Tensor], embedding: dict[str, torch.Tensor]
     ) -> None:
@@ -127,7 +148,7 @@ class SpeechEmbedding(nn.Module):
         self.stft_real.copy_(melspectrogram["0.stft.conv_real.weight"])
         self.stft_imag.copy_(melspectrogram["0.stft.conv_imag.weight"])
         self.mel.copy_(melspectrogram["1.melW"])
-        convs = [m for m in self.network if isinstance(m, nn.Conv2d)]
+        convs = self.convolutions()
         for i, conv in enumerate(convs[:-1]):
             name = "model/conv2d" + (f"_{i}" if i else "") + "/Conv2D"
             conv.weight.copy_(embedding[f"{name}_weights_fused_bn"])
