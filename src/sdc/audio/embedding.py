@@ -2,8 +2,9 @@
 
 The MFCC front end leaves everything about voices to a network trained on FSDD's six men. This
 one starts from a network that heard a large corpus of speech (`sdc.pretrained.speech_embedding`)
-and keeps it frozen, so a model trains only a small head on top (`model=embedding_head`), and a
-voice, accent or microphone FSDD lacks is less new to it.
+and keeps it frozen (or trains only its top, `finetune_layers`), so a model trains only a small
+head on top (`model=embedding_head`), and a voice, accent or microphone FSDD lacks is less new
+to it.
 
 It is part of the model like the MFCC front end: the frozen weights are buffers and parameters of
 this module, saved in every checkpoint and export, so inference needs neither the download nor
