@@ -17,6 +17,7 @@ from sdc.audio.features import KINDS, NORMALIZATIONS
 from sdc.data.fsdd import SPLITS
 from sdc.errors import SdcError
 from sdc.module import check_ensemble_rule
+from sdc.pretrained.speech_embedding import CONVOLUTIONS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -113,8 +114,8 @@ def _front_end(cfg: DictConfig, key: str) -> None:
             f"{key}.finetune_layers",
             isinstance(layers, int)
             and not isinstance(layers, bool)
-            and 0 <= layers <= embedding.CONVOLUTIONS,
-            f"an integer in [0, {embedding.CONVOLUTIONS}] (0: the embedding frozen)",
+            and 0 <= layers <= CONVOLUTIONS,
+            f"an integer in [0, {CONVOLUTIONS}] (0: the embedding frozen)",
         )
         if OmegaConf.select(cfg, f"{key}.finetune_lr_scale") is not None:
             _positive(cfg, f"{key}.finetune_lr_scale")

@@ -24,11 +24,9 @@ from torch import nn
 from sdc.audio.features import feature_statistics
 from sdc.audio.vtlp import warp_spectrum
 from sdc.pretrained import fetch
-from sdc.pretrained.speech_embedding import DIM, LAYERS, SAMPLE_RATE, SpeechEmbedding
+from sdc.pretrained.speech_embedding import DIM, SAMPLE_RATE, SpeechEmbedding
 
 NORMALIZATIONS = ("global", "none")
-CONVOLUTIONS = sum(not isinstance(layer, str) for layer in LAYERS) + 1
-"""The embedding's convolutions (the most `finetune_layers` can train): LAYERS' and the last."""
 
 
 class SpeechEmbeddingFrontend(nn.Module):

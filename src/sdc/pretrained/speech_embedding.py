@@ -45,6 +45,8 @@ LAYERS: tuple[tuple[int, int, int, int] | str, ...] = (
     (1, 3, 72, 96), (3, 1, 96, 96), (1, 3, 96, 96), (3, 1, 96, 96), "p",
     (1, 3, 96, 96), (3, 1, 96, 96), (1, 3, 96, 96), (3, 1, 96, 96), "P",
 )  # fmt: skip
+CONVOLUTIONS = sum(not isinstance(layer, str) for layer in LAYERS) + 1
+"""LAYERS' convolutions and the last one: the most that can be fine-tuned."""
 LEAK = 0.2
 FLOOR = -0.4
 """Each activation is max(leaky_relu(x, 0.2), -0.4), as in the original."""
@@ -121,7 +123,7 @@ class SpeechEmbedding(nn.Module):
         return self.embed(self.log_mel(self.power(waves)))
 
     def convolutions(self) -> list[nn.Conv2d]:
-        """The network's 20 convolutions, input first."""
+        """The network's CONVOLUTIONS (20) convolutions, input first."""
         return [m for m in self.network if isinstance(m, nn.Conv2d)]
 
     def unfreeze_last(self, count: int) -> list[nn.Parameter]:
