@@ -297,7 +297,7 @@ HEAD = {"_target_": "sdc.models.embedding_head.EmbeddingHead", "channels": 16}
 ADAMW = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-2}
 
 
-def tuned_classifier(layers: int, **optim: float) -> torch.nn.Module:
+def tuned_classifier(layers: int) -> torch.nn.Module:
     from sdc.module import DigitClassifier
 
     frontend = {
@@ -307,7 +307,7 @@ def tuned_classifier(layers: int, **optim: float) -> torch.nn.Module:
         "finetune_layers": layers,
         "finetune_lr_scale": 0.1,
     }
-    model = DigitClassifier(net=HEAD, frontend=frontend, optim={**ADAMW, **optim})
+    model = DigitClassifier(net=HEAD, frontend=frontend, optim=ADAMW)
     stand_in(model.frontend.embedding)
     return model
 
@@ -329,9 +329,7 @@ def test_fine_tuning_trains_the_embeddings_last_convolutions_only_at_a_smaller_r
     assert moved == [False] * 15 + [True] * 5
 
 
-def test_a_frozen_embedding_keeps_one_parameter_group_and_one_cycle_keeps_each_groups_ratio() -> (
-    None
-):
+def test_a_frozen_embedding_has_one_group_and_one_cycle_keeps_each_groups_ratio() -> None:
     frozen = tuned_classifier(0)
     assert len(frozen.parameter_groups()) == 1
     assert not any(p.requires_grad for p in frozen.frontend.parameters())
