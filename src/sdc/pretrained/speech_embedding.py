@@ -126,8 +126,8 @@ class SpeechEmbedding(nn.Module):
         """The network's CONVOLUTIONS (20) convolutions, input first."""
         return [m for m in self.network if isinstance(m, nn.Conv2d)]
 
-    def unfreeze_last(self, count: int) -> list[nn.Parameter]:
-        """Let the last `count` convolutions learn (0: none); returns their parameters.
+    def unfreeze_last(self, count: int) -> None:
+        """Let the last `count` convolutions learn (0: none).
 
         The top of the network is where it turns sounds into what it was trained to tell
         apart (keywords, not digits); its first layers are generic spectro-temporal filters.
@@ -138,10 +138,8 @@ class SpeechEmbedding(nn.Module):
         convs = self.convolutions()
         if not 0 <= count <= len(convs):
             raise ValueError(f"count must be in [0, {len(convs)}], got {count}")
-        params = [p for conv in convs[len(convs) - count :] for p in conv.parameters()]
-        for param in params:
-            param.requires_grad_(True)
-        return params
+        for conv in convs[len(convs) - count :]:
+            conv.requires_grad_(True)
 
     def load_onnx(
         self, melspectrogram: dict[str, torch.Tensor], embedding: dict[str, torch.Tensor]
