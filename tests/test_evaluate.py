@@ -47,6 +47,9 @@ def test_evaluate_writes_its_reports_and_matches_the_training_test(
     assert len(wrong) == round((1 - metrics["accuracy"]) * report["n"])
     for row in wrong:
         assert row["true"] != row["predicted"] and row["top1"].startswith(row["predicted"] + ":")
+    # The training run's own test wrote the same list, answers and all.
+    with (tiny_checkpoint.parent.parent / "test" / "misclassified.csv").open() as f:
+        assert list(csv.DictReader(f)) == wrong
     printed = capsys.readouterr()
     assert "accuracy per speaker" in printed.out and "warning" not in printed.err
     assert "accuracy per speaker" in (out / "report.txt").read_text()

@@ -104,6 +104,9 @@ def test_a_few_epochs_learn_the_toy_digits_and_leave_a_usable_checkpoint(
     assert report["accuracy"] == pytest.approx(metrics["test_acc"], abs=1e-6)
     assert report["checkpoint"] == str(best[0])
     assert metrics["test_acc"] > 0.5, "10 distinct chirps should be easy to tell apart"
+    wrong = (run / "test" / "misclassified.csv").read_text().splitlines()
+    assert wrong[0] == "file,speaker,true,predicted,top1,top2,top3"
+    assert len(wrong) - 1 == round((1 - report["accuracy"]) * report["n"])
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
 
     # The checkpoint alone rebuilds the model: labels, front end, statistics and all.

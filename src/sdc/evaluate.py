@@ -32,7 +32,7 @@ from sdc.config import config_dir
 from sdc.data.fsdd import SPLITS, SUBSETS, Recording
 from sdc.errors import SdcError
 from sdc.files import write_text
-from sdc.report import write_report
+from sdc.report import write_misclassified, write_report
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     write_text(output_dir / "report.txt", f"{text}\naccuracy per speaker\n{speaker_text}\n")
     _write_per_speaker(speakers, output_dir / "per_speaker.csv")
-    wrong = _write_misclassified(recordings, probs, info.labels, output_dir / "misclassified.csv")
+    wrong = write_misclassified(recordings, probs, info.labels, output_dir / "misclassified.csv")
 
     writer = SummaryWriter(str(output_dir / "tensorboard"))
     writer.add_figure(f"{cfg.subset}/confusion_matrix", figure)
@@ -142,23 +142,6 @@ def _write_per_speaker(speakers: dict[str, dict[str, float]], path: Path) -> Non
         writer.writerow(["speaker", "n", "correct", "accuracy"])
         for name, s in speakers.items():
             writer.writerow([name, s["n"], s["correct"], f"{s['accuracy']:.4f}"])
-
-
-def _write_misclassified(
-    recordings: list[Recording], probs: torch.Tensor, labels: tuple[str, ...], path: Path
-) -> int:
-    top_p, top_i = probs.topk(min(3, probs.shape[1]), dim=-1)
-    rows = 0
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "speaker", "true", "predicted", "top1", "top2", "top3"])
-        for rec, ps, ids in zip(recordings, top_p.tolist(), top_i.tolist(), strict=True):
-            if ids[0] == rec.digit:
-                continue
-            top = [f"{labels[i]}:{p:.4f}" for p, i in zip(ps, ids, strict=True)]
-            writer.writerow([rec.path.name, rec.speaker, labels[rec.digit], labels[ids[0]], *top])
-            rows += 1
-    return rows
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="evaluate")

@@ -5,6 +5,8 @@ Written once per run, for the checkpoint chosen on validation accuracy, on the t
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 from sklearn.metrics import (
     ConfusionMatrixDisplay,
@@ -22,6 +25,7 @@ from sklearn.metrics import (
     confusion_matrix,
 )
 
+from sdc.data.fsdd import Recording
 from sdc.files import atomic_path, write_text
 
 
@@ -73,3 +77,27 @@ def write_report(
     with atomic_path(out_dir / "confusion_matrix.png") as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     return header + text, payload, fig
+
+
+def write_misclassified(
+    recordings: Sequence[Recording], probs: torch.Tensor, labels: Sequence[str], path: Path
+) -> int:
+    """Save each wrong clip with its speaker, the true and predicted digit and the three most
+    probable digits to `path` (CSV); return how many there were.
+
+    Accuracy alone cannot say whether two recipes fail on the same clips, or whether a miss was
+    a near tie or a confident error: this file can, for every run, without testing it again.
+    """
+    top_p, top_i = probs.topk(min(3, probs.shape[1]), dim=-1)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["file", "speaker", "true", "predicted", "top1", "top2", "top3"])
+    rows = 0
+    for rec, ps, ids in zip(recordings, top_p.tolist(), top_i.tolist(), strict=True):
+        if ids[0] == rec.digit:
+            continue
+        top = [f"{labels[i]}:{p:.4f}" for p, i in zip(ps, ids, strict=True)]
+        writer.writerow([rec.path.name, rec.speaker, labels[rec.digit], labels[ids[0]], *top])
+        rows += 1
+    write_text(path, out.getvalue())
+    return rows

@@ -39,7 +39,7 @@ from sdc.data.fsdd import write_split_csv
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.module import DigitClassifier
-from sdc.report import write_report
+from sdc.report import write_misclassified, write_report
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,8 @@ def _report(
 ) -> None:
     probs, targets = module.test_probabilities()
     predictions = probs.argmax(dim=-1)
-    files = [r.path.name for r in datamodule.split["test"]]
+    recordings = datamodule.split["test"]
+    files = [r.path.name for r in recordings]
     title = f"{cfg.name}: test split '{cfg.data.split}' ({Path(checkpoint).name or 'last weights'})"
     text, _, figure = write_report(
         targets.tolist(),
@@ -293,6 +294,7 @@ def _report(
         title,
         extra={"checkpoint": checkpoint, "files": files},
     )
+    write_misclassified(recordings, probs, module.labels, output_dir / "test" / "misclassified.csv")
     print(text)
     if isinstance(trainer.logger, TensorBoardLogger):
         trainer.logger.experiment.add_figure("test/confusion_matrix", figure, trainer.global_step)
