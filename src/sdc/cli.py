@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sdc.allocator import keep_freed_memory
 from sdc.errors import SdcError
 
 
@@ -38,6 +39,7 @@ def run_hydra_app(app: Callable[[], Any]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    keep_freed_memory()
     try:
         app()
     except (HydraException, OmegaConfBaseException) as err:
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: unknown command {argv[0]!r}", file=sys.stderr)
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
     name, rest = argv[0], argv[1:]
+    keep_freed_memory()
     module = importlib.import_module(COMMANDS[name][0])
     if name in HYDRA_COMMANDS:
         # Hydra reads its overrides from sys.argv.
