@@ -29,6 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from sdc.allocator import keep_freed_memory
 from sdc.audio.window import fit_to_window
 from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir, project_root, validate
@@ -290,6 +291,8 @@ def _onnx_figures(module: Any, windows: torch.Tensor, data: torch.Tensor, cfg: D
 
 
 def _child(target: Callable, cfg_yaml: str, device: str, queue: Any) -> None:
+    # A spawned process starts with glibc's defaults: measure the allocator training runs with.
+    keep_freed_memory()
     cfg = OmegaConf.create(cfg_yaml)
     try:
         result = target(cfg, device)

@@ -32,6 +32,7 @@ from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from sdc import LABELS
+from sdc.allocator import keep_freed_memory
 from sdc.checkpoint import read_checkpoint
 from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir, validate
@@ -129,6 +130,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit on train, select a checkpoint on validation (accuracy unless the experiment's
     `callbacks.model_checkpoint` says otherwise), test it once; return metrics."""
     validate(cfg)
+    # Again here for a launcher's worker processes (joblib), which start with glibc's defaults.
+    keep_freed_memory()
     if cfg.get("threads") is not None:
         torch.set_num_threads(cfg.threads)
     if cfg.seed is not None:
