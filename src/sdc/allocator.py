@@ -4,8 +4,8 @@ PyTorch's CPU tensors come from glibc's `malloc`. glibc serves every block above
 threshold (at most 32 MB) with a fresh `mmap` and gives it back to the kernel on `free`; the
 heap's top is trimmed back too. A training step of the speech embedding allocates activations of
 100 MB and more, so each step the kernel maps, faults in and zeroes them again, page by page:
-two `best_finetune` trainings side by side on a 2-core VM spent a quarter to two thirds of their
-CPU time in the kernel, about 64,000 page faults a second each. Told to serve every block from
+two trainings of `best` side by side on a 2-core VM spent a quarter to two thirds of their CPU
+time in the kernel, about 64,000 page faults a second each. Told to serve every block from
 its heap, malloc reuses what the last step freed: no page faults after the first steps, and the
 system time gone (docs/accuracy.md, round 21, has the measurements).
 
