@@ -11,8 +11,8 @@ system time gone (docs/accuracy.md, round 21, has the measurements).
 
 The price is memory: what a process has used stays its own until it exits, so it holds its peak
 (more than that, as its heap fragments): in `make bench`, an epoch of the frozen recipe
-(`best_frozen`) peaked at 2.57 GB against 2.00 GB, in 44.6 s against 61.1 s. Set `SDC_MALLOC=default` to keep glibc's own
-behaviour.
+(`best_frozen`) peaked at 2.57 GB against 2.00 GB, in 44.6 s against 61.1 s. Set
+`SDC_MALLOC=default` to keep glibc's own behaviour.
 """
 
 from __future__ import annotations
