@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -136,6 +137,10 @@ def test_results_trains_every_protocol_and_writes_the_table(
         results(edited)
 
 
+def refuse(*args: object, **kwargs: object) -> None:
+    raise AssertionError("reuse must not train or combine again")
+
+
 def pair_cfg(tiny_fsdd: Path, out: Path, *overrides: str):
     """A table of `baseline` and `pair` (baseline and best_bcresnet, weights 2 and 1), random
     split only, with `overrides` for every run."""
@@ -153,11 +158,33 @@ def pair_cfg(tiny_fsdd: Path, out: Path, *overrides: str):
     return cfg
 
 
-def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
-    tiny_fsdd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "results"
+@pytest.fixture(scope="module")
+def pair_members(tiny_fsdd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results folder with the pair's members trained (two seeds each, no robustness yet):
+    training them is most of an ensemble test's time, and what is tested is how the table
+    combines and reuses trials, so each test starts from its own copy of these."""
+    out = tmp_path_factory.mktemp("pair_members") / "results"
     cfg = pair_cfg(tiny_fsdd, out)
+    with open_dict(cfg):
+        cfg.results.rows = ["baseline", "best_bcresnet"]
+        cfg.results.robustness_protocols = []
+    results(cfg)
+    return out
+
+
+def members_copied(pair_members: Path, tmp_path: Path) -> Path:
+    """A results folder of this test's own, holding the trained members' trials."""
+    out = tmp_path / "results"
+    shutil.copytree(pair_members, out)
+    return out
+
+
+def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
+    tiny_fsdd: Path, pair_members: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = members_copied(pair_members, tmp_path)
+    cfg = pair_cfg(tiny_fsdd, out)
+    monkeypatch.setattr(sdc.results, "run_sweep", refuse)
     payload = results(cfg)
 
     members = {
@@ -183,9 +210,6 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
     assert "(weights 2, 1)" in table
 
     # Built once: a second table reuses the members' trials and the ensembles.
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("reuse must not train or combine again")
-
     monkeypatch.setattr(sdc.results, "run_sweep", refuse)
     monkeypatch.setattr(sdc.results, "build_ensemble", refuse)
     again = results(cfg)["table"]["pair"]["random"]
@@ -244,12 +268,13 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
 
 
 def test_an_ensemble_without_robustness_columns_is_tested_on_clean_clips_only(
-    tiny_fsdd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_fsdd: Path, pair_members: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Held-out speakers have no robustness columns: their ensembles measure only what the table
     reads, and are measured further if a later table asks for more."""
-    out = tmp_path / "results"
+    out = members_copied(pair_members, tmp_path)
     cfg = pair_cfg(tiny_fsdd, out)
+    monkeypatch.setattr(sdc.results, "run_sweep", refuse)
     with open_dict(cfg):
         cfg.results.robustness_protocols = []
     cell = results(cfg)["table"]["pair"]["random"]
@@ -258,9 +283,6 @@ def test_an_ensemble_without_robustness_columns_is_tested_on_clean_clips_only(
         folder = Path(trial["folder"])
         assert not (folder / "robustness.json").exists()
         assert trial["test_acc"] == evaluate_run(folder, (), names=["clean"])["clean"]
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("reuse must not train or combine again")
 
     monkeypatch.setattr(sdc.results, "run_sweep", refuse)
     monkeypatch.setattr(sdc.results, "build_ensemble", refuse)
