@@ -391,6 +391,12 @@ def test_label_smoothing_off_matches_a_recipe_saved_before_it_existed() -> None:
     assert recipe(OmegaConf.merge(old, {"label_smoothing": 0.5})) != recipe(old)
 
 
+def test_clean_final_epochs_off_match_a_recipe_saved_before_the_option_existed() -> None:
+    old = OmegaConf.create({"seed": 1, "data": {"split": "random"}, "trainer": {"max_epochs": 3}})
+    assert recipe(OmegaConf.merge(old, {"clean_final_epochs": 0})) == recipe(old)
+    assert recipe(OmegaConf.merge(old, {"clean_final_epochs": 1})) != recipe(old)
+
+
 def test_no_extra_clips_match_a_recipe_saved_before_the_options_existed() -> None:
     old = OmegaConf.create({"seed": 1, "data": {"split": "random"}, "trainer": {"max_epochs": 3}})
     off = {"extra_train": [], "synthetic": {"voices": 0, "takes": 1, "seed": 0, "root": "/a"}}

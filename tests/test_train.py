@@ -17,8 +17,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from sdc.audio.augment import WaveformAugment
 from sdc.config import config_dir, validate
 from sdc.errors import SdcError
+from sdc.models.member import Member
 from sdc.module import DigitClassifier
 from sdc.robustness import robustness
 from sdc.train import train
@@ -185,6 +187,44 @@ def test_ema_checkpoints_hold_and_test_the_averaged_weights(
     assert metrics["test_acc"] == pytest.approx(accuracy["clean"], abs=1e-6)
 
 
+def test_the_clean_final_epochs_train_without_any_augmentation(
+    make_cfg: Callable[..., DictConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three epochs of two batches, the last clean: the waveform augmentation and the feature
+    augmentations see the first four batches only, and the clean ones are the centred windows
+    that evaluation hears."""
+    seen: dict[str, list[torch.Tensor]] = {"augmented": [], "features": [], "trained": []}
+    augment, features = WaveformAugment.__call__, Member.training_features
+    training_logits = DigitClassifier.training_logits
+
+    def spy(name: str, method: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def wrapped(self: object, windows: torch.Tensor, *args: object) -> torch.Tensor:
+            seen[name].append(windows.clone())
+            return method(self, windows, *args)
+
+        return wrapped
+
+    monkeypatch.setattr(WaveformAugment, "__call__", spy("augmented", augment))
+    monkeypatch.setattr(Member, "training_features", spy("features", features))
+    monkeypatch.setattr(DigitClassifier, "training_logits", spy("trained", training_logits))
+    cfg = make_cfg(
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=2",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "vtlp.p=1.0",
+        "clean_final_epochs=1",
+    )
+    train(cfg)
+    assert len(seen["trained"]) == 6
+    assert len(seen["augmented"]) == 4 and len(seen["features"]) == 4
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    centred = {tuple(w.tolist()) for w in torch.cat(list(datamodule.clean_windows("train")))}
+    for windows in seen["trained"][4:]:
+        assert {tuple(w.tolist()) for w in windows} <= centred
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [
@@ -203,6 +243,8 @@ def test_ema_checkpoints_hold_and_test_the_averaged_weights(
         ("ema_decay=1.0", "ema_decay"),
         ("label_smoothing=-0.1", "label_smoothing"),
         ("label_smoothing=1", "label_smoothing"),
+        ("clean_final_epochs=-1", "clean_final_epochs"),
+        ("trainer.max_epochs=3 clean_final_epochs=3", "clean_final_epochs"),
         ("features=speech_embedding features.normalize=speech", "features.normalize"),
         ("features=speech_embedding features.finetune_layers=21", "features.finetune_layers"),
         ("features=speech_embedding features.finetune_layers=-1", "features.finetune_layers"),

@@ -33,3 +33,25 @@ class CheckpointOnInterrupt(Callback):
         trainer.save_checkpoint(self.path)
         if trainer.is_global_zero:
             log.warning("interrupted: saved %s (resume with ckpt_path=%s)", self.path, self.path)
+
+
+class CleanFinalEpochs(Callback):
+    """Train the last `epochs` epochs on clean clips: no waveform or feature augmentation.
+
+    The augmentation that carries a recipe to new voices and rooms leaves weights that were
+    never fitted to a clip as it was recorded; a few clean epochs at the end, at the one-cycle
+    schedule's low learning rate, fit them to those too (YOLOX ends its training so). Decided
+    from the epoch number at each epoch's start, so a resumed run switches where an
+    uninterrupted one does.
+    """
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        augmenting = trainer.current_epoch < (trainer.max_epochs or 0) - self.epochs
+        pl_module.augmenting = augmenting
+        if trainer.datamodule is not None:
+            trainer.datamodule.augmenting = augmenting
+        if not augmenting and trainer.current_epoch == (trainer.max_epochs or 0) - self.epochs:
+            log.info("epoch %d: training on clean clips from here on", trainer.current_epoch)

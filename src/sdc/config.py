@@ -227,3 +227,12 @@ def validate(cfg: DictConfig) -> None:
         isinstance(cfg.trainer.max_epochs, int) and cfg.trainer.max_epochs >= 1,
         "an integer >= 1",
     )
+    clean = cfg.get("clean_final_epochs", 0)
+    _require(
+        cfg,
+        "clean_final_epochs",
+        isinstance(clean, int)
+        and not isinstance(clean, bool)
+        and 0 <= clean < cfg.trainer.max_epochs,
+        f"an integer in [0, trainer.max_epochs) = [0, {cfg.trainer.max_epochs})",
+    )

@@ -116,6 +116,9 @@ class DigitClassifier(pl.LightningModule):
         self.labels = list(labels)
         self.label_smoothing = float(label_smoothing)
         self.vtlp = VtlpConfig(**(vtlp or {}))
+        # Off for the clean final epochs (`sdc.callbacks.CleanFinalEpochs`): no VTLP, no
+        # SpecAugment. Not saved: the callback sets it at every epoch's start.
+        self.augmenting = True
         n = len(self.labels)
         self.members = nn.ModuleList([Member(frontend, net, n, spec_augment)])
         self.weights = [1.0]
@@ -196,7 +199,9 @@ class DigitClassifier(pl.LightningModule):
 
     def training_logits(self, windows: torch.Tensor) -> list[torch.Tensor]:
         """Each member's logits, as `forward` computes them, with the training-only feature
-        augmentations."""
+        augmentations (none in the clean final epochs)."""
+        if not self.augmenting:
+            return [member(windows) for member in self.members]
         return self.member_logits(self.training_features(windows))
 
     def training_loss(self, logits: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:

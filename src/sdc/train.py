@@ -33,6 +33,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from sdc import LABELS
 from sdc.allocator import keep_freed_memory
+from sdc.callbacks import CleanFinalEpochs
 from sdc.checkpoint import read_checkpoint
 from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir, validate
@@ -147,6 +148,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module = build_module(cfg)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
+    if cfg.get("clean_final_epochs"):
+        callbacks.append(CleanFinalEpochs(cfg.clean_final_epochs))
     if cfg.get("ema_decay"):
         # Its first update copies the module, front-end statistics included (fitted by then).
         callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))

@@ -111,6 +111,8 @@ class FSDDDataModule(pl.LightningDataModule):
         self.augment = WaveformAugment(
             _structured(AugmentConfig, augment), sample_rate, self.window
         )
+        # Off for the clean final epochs (`sdc.callbacks.CleanFinalEpochs`).
+        self.augmenting = True
         self.split: dict[str, list[Recording]] = {}
         self.datasets: dict[str, ClipDataset] = {}
 
@@ -235,7 +237,7 @@ class FSDDDataModule(pl.LightningDataModule):
         """Turn a padded batch into (windows, labels) on the device: augmented when training."""
         waves, lengths, labels = batch
         training = self.trainer is not None and self.trainer.training
-        if training:
+        if training and self.augmenting:
             return self.augment(waves, lengths), labels
         return fit_to_window(waves, lengths, self.window), labels
 
