@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -52,13 +53,19 @@ def test_logmel_front_end_has_n_mels_rows() -> None:
         MfccFrontend(kind="cqt")
 
 
-def test_best_bcresnet_recipe_runs_end_to_end(make_cfg: Callable[..., DictConfig]) -> None:
+def test_best_bcresnet_recipe_runs_end_to_end(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
     # Pitch and speed off: building their many resampling kernels is the slow part of one batch.
+    # Two synthetic voices, not the recipe's 150: synthesizing 1,500 clips in a fresh clone
+    # would be most of the test, and the corpus goes to a temporary folder, not the checkout.
     cfg = make_cfg(
         "experiment=best_bcresnet",
         "debug=fdr",
         "data.augment.pitch_shift.p=0",
         "data.augment.speed.p=0",
+        "data.synthetic.voices=2",
+        f"data.synthetic.root={tmp_path / 'synthetic'}",
     )
     metrics = train(cfg)
     assert 0.0 <= metrics["test_acc"] <= 1.0
