@@ -49,9 +49,11 @@ class CleanFinalEpochs(Callback):
         self.epochs = epochs
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        augmenting = trainer.current_epoch < (trainer.max_epochs or 0) - self.epochs
+        # `validate` requires an integer max_epochs above `clean_final_epochs`.
+        first_clean = int(trainer.max_epochs or 0) - self.epochs
+        augmenting = trainer.current_epoch < first_clean
         pl_module.augmenting = augmenting
         if trainer.datamodule is not None:
             trainer.datamodule.augmenting = augmenting
-        if not augmenting and trainer.current_epoch == (trainer.max_epochs or 0) - self.epochs:
-            log.info("epoch %d: training on clean clips from here on", trainer.current_epoch)
+        if trainer.current_epoch == first_clean:
+            log.info("epoch %d: training on clean clips from here on", first_clean)
