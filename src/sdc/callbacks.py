@@ -40,9 +40,10 @@ class CleanFinalEpochs(Callback):
 
     The augmentation that carries a recipe to new voices and rooms leaves weights that were
     never fitted to a clip as it was recorded; a few clean epochs at the end, at the one-cycle
-    schedule's low learning rate, fit them to those too (YOLOX ends its training so). Decided
-    from the epoch number at each epoch's start, so a resumed run switches where an
-    uninterrupted one does.
+    schedule's low learning rate, fit them to those too (YOLOX ends its training so). Whether
+    that helps is the validation set's to say: on `best` it did not (docs/accuracy.md, round
+    24). Decided from the epoch number at each epoch's start, so a resumed run switches where
+    an uninterrupted one does.
     """
 
     def __init__(self, epochs: int) -> None:
