@@ -184,6 +184,7 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
 ) -> None:
     out = members_copied(pair_members, tmp_path)
     cfg = pair_cfg(tiny_fsdd, out)
+    # The members are trained already: nothing in this test trains.
     monkeypatch.setattr(sdc.results, "run_sweep", refuse)
     payload = results(cfg)
 
@@ -210,7 +211,6 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
     assert "(weights 2, 1)" in table
 
     # Built once: a second table reuses the members' trials and the ensembles.
-    monkeypatch.setattr(sdc.results, "run_sweep", refuse)
     monkeypatch.setattr(sdc.results, "build_ensemble", refuse)
     again = results(cfg)["table"]["pair"]["random"]
     assert again["trials"] == cell["trials"] and again["robustness"] == cell["robustness"]
@@ -274,6 +274,7 @@ def test_an_ensemble_without_robustness_columns_is_tested_on_clean_clips_only(
     reads, and are measured further if a later table asks for more."""
     out = members_copied(pair_members, tmp_path)
     cfg = pair_cfg(tiny_fsdd, out)
+    # The members are trained already: nothing in this test trains.
     monkeypatch.setattr(sdc.results, "run_sweep", refuse)
     with open_dict(cfg):
         cfg.results.robustness_protocols = []
@@ -284,7 +285,6 @@ def test_an_ensemble_without_robustness_columns_is_tested_on_clean_clips_only(
         assert not (folder / "robustness.json").exists()
         assert trial["test_acc"] == evaluate_run(folder, (), names=["clean"])["clean"]
 
-    monkeypatch.setattr(sdc.results, "run_sweep", refuse)
     monkeypatch.setattr(sdc.results, "build_ensemble", refuse)
     with open_dict(cfg):
         cfg.results.robustness_protocols = ["random"]

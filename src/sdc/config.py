@@ -82,9 +82,14 @@ def _speeds(cfg: DictConfig, key: str) -> None:
     _require(cfg, key, ok, "null or a list of speeds, each in [0.5, 2] (1: as recorded)")
 
 
+def _is_integer(value: object) -> bool:
+    """An int and not a bool (YAML's `true` is an int to Python)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _count(cfg: DictConfig, key: str) -> None:
     value = OmegaConf.select(cfg, key)
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    ok = _is_integer(value) and value >= 0
     _require(cfg, key, ok, "an integer >= 0")
 
 
@@ -112,9 +117,7 @@ def _front_end(cfg: DictConfig, key: str) -> None:
         _require(
             cfg,
             f"{key}.finetune_layers",
-            isinstance(layers, int)
-            and not isinstance(layers, bool)
-            and 0 <= layers <= CONVOLUTIONS,
+            _is_integer(layers) and 0 <= layers <= CONVOLUTIONS,
             f"an integer in [0, {CONVOLUTIONS}] (0: the embedding frozen)",
         )
         if OmegaConf.select(cfg, f"{key}.finetune_lr_scale") is not None:
@@ -231,8 +234,6 @@ def validate(cfg: DictConfig) -> None:
     _require(
         cfg,
         "clean_final_epochs",
-        isinstance(clean, int)
-        and not isinstance(clean, bool)
-        and 0 <= clean < cfg.trainer.max_epochs,
+        _is_integer(clean) and 0 <= clean < cfg.trainer.max_epochs,
         f"an integer in [0, trainer.max_epochs) = [0, {cfg.trainer.max_epochs})",
     )
