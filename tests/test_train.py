@@ -244,6 +244,7 @@ def test_the_clean_final_epochs_train_without_any_augmentation(
         ("label_smoothing=-0.1", "label_smoothing"),
         ("label_smoothing=1", "label_smoothing"),
         ("clean_final_epochs=-1", "clean_final_epochs"),
+        ("train_seed_offset=0.5", "train_seed_offset"),
         ("trainer.max_epochs=3 clean_final_epochs=3", "clean_final_epochs"),
         ("features=speech_embedding features.normalize=speech", "features.normalize"),
         ("features=speech_embedding features.finetune_layers=21", "features.finetune_layers"),
@@ -303,6 +304,32 @@ def test_cli_bad_input_is_one_line_naming_it(
     assert any(needle in line for line in lines), result.stderr
     assert "Traceback" not in result.stderr
     assert len(lines) <= 2, result.stderr
+
+
+def test_twins_learn_the_same_split_from_other_draws(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """A `train_seed_offset` moves the initial weights, not the split: an ensemble of twins
+    needs both members tested on the same clips."""
+    runs = {}
+    for offset in (0, 1000):
+        cfg = make_cfg(
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=1",
+            "data.batch_size=16",
+            "seed=0",
+            f"train_seed_offset={offset}",
+        )
+        run = tmp_path / f"offset{offset}"
+        cfg.paths.output_dir = str(run)
+        train(cfg)
+        checkpoint = json.loads((run / "metrics.json").read_text())["best_checkpoint"]
+        weights = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        runs[offset] = ((run / "split.csv").read_text(), weights)
+    assert runs[0][0] == runs[1000][0], "the same split"
+    first, twin = (runs[k][1]["state_dict"] for k in (0, 1000))
+    assert first.keys() == twin.keys()
+    assert any(not torch.equal(first[k], twin[k]) for k in first if first[k].is_floating_point())
 
 
 @pytest.mark.slow

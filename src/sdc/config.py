@@ -223,6 +223,7 @@ def validate(cfg: DictConfig) -> None:
     _fraction_below_one(cfg, "ema_decay")
     _fraction_below_one(cfg, "label_smoothing")
     _speeds(cfg, "test_time_speeds")
+    _require(cfg, "train_seed_offset", _is_integer(cfg.get("train_seed_offset", 0)), "an integer")
     check_ensemble_rule(cfg.get("ensemble_rule", "mean"), "ensemble_rule")
     _require(
         cfg,

@@ -135,6 +135,7 @@ RECIPE_KEYS = (
     "label_smoothing",
     "ensemble_rule",
     "clean_final_epochs",
+    "train_seed_offset",
 )
 """What a trial's weights depend on; `trainer.max_epochs` and `trainer.precision` too. Not
 `test_time_speeds`: they change how the weights are tested, not what they are, so a trial is
@@ -183,7 +184,13 @@ def recipe(config: DictConfig) -> dict[str, Any]:
     plain = _without_disabled(OmegaConf.to_container(config, resolve=False))
     picked = {k: plain.get(k) for k in RECIPE_KEYS}
     picked["data"] = _data_recipe(picked["data"] or {})
-    for option in ("ema_decay", "label_smoothing", "experts", "clean_final_epochs"):
+    for option in (
+        "ema_decay",
+        "label_smoothing",
+        "experts",
+        "clean_final_epochs",
+        "train_seed_offset",
+    ):
         if not picked[option]:
             # Off (0, or no extra members) is how every trial saved before the option existed
             # was trained: both compare equal.

@@ -127,6 +127,12 @@ def _claim_run_folder(cfg: DictConfig, output_dir: Path) -> None:
 HPARAMS_METRICS = ("val_acc_best", "test_acc")
 
 
+def training_seed(cfg: DictConfig) -> int:
+    """The seed of training's draws: the split's seed moved by `train_seed_offset`, so that
+    twins of one split start and augment differently while testing on the same clips."""
+    return int(cfg.seed) + int(cfg.get("train_seed_offset", 0))
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit on train, select a checkpoint on validation (accuracy unless the experiment's
     `callbacks.model_checkpoint` says otherwise), test it once; return metrics."""
@@ -136,7 +142,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("threads") is not None:
         torch.set_num_threads(cfg.threads)
     if cfg.seed is not None:
-        pl.seed_everything(cfg.seed, workers=True)
+        pl.seed_everything(training_seed(cfg), workers=True)
     output_dir = Path(cfg.paths.output_dir)
     _claim_run_folder(cfg, output_dir)
     started = time.perf_counter()
@@ -163,7 +169,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # Each rank its own augmentation and dropout draws (the same seed everywhere would give
         # clip i of every rank's batch the same pitch, tempo, placement and noise). The weights
         # still start equal: DDP copies rank 0's to the others.
-        pl.seed_everything(cfg.seed + trainer.global_rank, workers=True)
+        pl.seed_everything(training_seed(cfg) + trainer.global_rank, workers=True)
     if trainer.is_global_zero:
         write_split_csv(datamodule.split, output_dir / "split.csv")
     if isinstance(logger, TensorBoardLogger):
