@@ -38,6 +38,12 @@ class ModelInfo:
     def window_seconds(self) -> float:
         return self.window / self.sample_rate
 
+    @property
+    def edge_fade(self) -> int:
+        """Samples of fade at each clip's edges in the windows the model was trained on
+        (`sdc.audio.window.edge_ramp`); 0 for models from before the option."""
+        return round(float(self.frontend.get("edge_fade_seconds", 0.0)) * self.sample_rate)
+
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "labels": list(self.labels)}, sort_keys=True)
 

@@ -42,6 +42,11 @@ if not OmegaConf.has_resolver("sdc.project_root"):
     OmegaConf.register_new_resolver("sdc.project_root", lambda: str(project_root()))
 
 
+FADE_LIMIT_SECONDS = 0.1
+"""The longest edge fade: a few milliseconds remove a click; a tenth of a second would take
+away the start of a short word."""
+
+
 def _require(cfg: DictConfig, key: str, ok: bool, expected: str) -> None:
     if not ok:
         value = OmegaConf.select(cfg, key)
@@ -112,6 +117,16 @@ def _front_end(cfg: DictConfig, key: str) -> None:
     for name, choices in (("kind", KINDS), ("normalize", normalizations)):
         value = OmegaConf.select(cfg, f"{key}.{name}", default=choices[0])
         _require(cfg, f"{key}.{name}", value in choices, f"one of {', '.join(choices)}")
+    # The front end records the fade the datamodule puts on the windows: they must agree, or a
+    # checkpoint would be heard at inference unlike its training.
+    fade = OmegaConf.select(cfg, f"{key}.edge_fade_seconds", default=0.0)
+    data_fade = OmegaConf.select(cfg, "data.edge_fade_seconds", default=0.0)
+    _require(
+        cfg,
+        f"{key}.edge_fade_seconds",
+        fade == data_fade,
+        f"data.edge_fade_seconds ({data_fade!r}), which fades the windows",
+    )
     if pretrained:
         layers = OmegaConf.select(cfg, f"{key}.finetune_layers", default=0)
         _require(
@@ -144,6 +159,15 @@ def validate(cfg: DictConfig) -> None:
     for key in ("data.batch_size", "data.eval_batch_size", "data.sample_rate"):
         _positive(cfg, key, integer=True)
     _positive(cfg, "data.clip_seconds")
+    fade = OmegaConf.select(cfg, "data.edge_fade_seconds", default=0.0)
+    _require(
+        cfg,
+        "data.edge_fade_seconds",
+        isinstance(fade, (int, float))
+        and not isinstance(fade, bool)
+        and 0 <= fade <= FADE_LIMIT_SECONDS,
+        f"seconds in [0, {FADE_LIMIT_SECONDS}] (0: no fade)",
+    )
     _count(cfg, "data.num_workers")
     if OmegaConf.select(cfg, "data.synthetic") is not None:
         _count(cfg, "data.synthetic.voices")

@@ -150,6 +150,7 @@ def build(
         model.window,
         sample_rate=model.sample_rate,
         names=None if measure_robustness else ["clean"],
+        fade=model.edge_fade,
     )
     config = runs[0] / ".hydra" / "config.yaml"
     with atomic_path(out / CHECKPOINT) as tmp:

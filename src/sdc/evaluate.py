@@ -80,9 +80,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     info = ModelInfo.from_hparams(dict(model.hparams))
     output_dir = Path(cfg.paths.output_dir)
 
-    # The clips are read at the model's rate and fitted to its window, whatever `data` says.
+    # The clips are read at the model's rate and fitted to its window (and its edge fade),
+    # whatever `data` says.
     datamodule = instantiate(
-        cfg.data, sample_rate=info.sample_rate, clip_seconds=info.window_seconds
+        cfg.data,
+        sample_rate=info.sample_rate,
+        clip_seconds=info.window_seconds,
+        edge_fade_seconds=info.edge_fade / info.sample_rate,
     )
     datamodule.prepare_data()
     datamodule.setup("test")

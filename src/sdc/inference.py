@@ -189,7 +189,7 @@ class Recognizer:
     def centred(self, clip: npt.ArrayLike) -> np.ndarray:
         """A clip placed in the middle of the window (cropped if longer), as evaluation does,
         less its DC offset (`centre_recording`)."""
-        return centre_recording(clip, self.window)
+        return centre_recording(clip, self.window, self.info.edge_fade)
 
     def segment_window(self, wave: np.ndarray, start: int, end: int) -> np.ndarray:
         """The window for the speech in wave[start:end], with a little padding, centred."""

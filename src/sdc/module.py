@@ -80,6 +80,11 @@ def check_ensemble_rule(rule: object, key: str) -> str:
     return str(rule)
 
 
+def _window_spec(frontend: nn.Module) -> tuple[int, int, int]:
+    """What a front end's windows are made of: every member of one model must hear the same."""
+    return (frontend.sample_rate, frontend.window, frontend.edge_fade)
+
+
 class DigitClassifier(pl.LightningModule):
     """Classifies fixed-length 8 kHz waveform windows (B, samples) into digits.
 
@@ -129,14 +134,12 @@ class DigitClassifier(pl.LightningModule):
                 raise SdcError(f"experts.{name}.weight: expected a number > 0, got {weight!r}")
             self.weights.append(float(weight))
             first = self.frontend
-            if (member.frontend.sample_rate, member.frontend.window) != (
-                first.sample_rate,
-                first.window,
-            ):
+            if _window_spec(member.frontend) != _window_spec(first):
                 raise SdcError(
                     f"experts.{name}: expected windows of {first.window} samples at "
-                    f"{first.sample_rate} Hz like the first front end, got "
-                    f"{member.frontend.window} at {member.frontend.sample_rate} Hz"
+                    f"{first.sample_rate} Hz, edges faded over {first.edge_fade}, like the first "
+                    f"front end, got {member.frontend.window} at {member.frontend.sample_rate} "
+                    f"Hz, faded over {member.frontend.edge_fade}"
                 )
             self.members.append(member)
         self.speed_views = (
@@ -167,6 +170,12 @@ class DigitClassifier(pl.LightningModule):
     @property
     def window(self) -> int:
         return self.frontend.window
+
+    @property
+    def edge_fade(self) -> int:
+        """Samples of fade at each clip's edges in the windows this model hears
+        (`sdc.audio.window.edge_ramp`); 0: none."""
+        return self.frontend.edge_fade
 
     def for_inference(self) -> DigitClassifier:
         """An eval-mode copy with batch norm folded into the convolutions: same logits, faster."""

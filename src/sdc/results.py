@@ -162,8 +162,8 @@ def _without_disabled(node: Any) -> Any:
 def _data_recipe(data: dict[str, Any]) -> dict[str, Any]:
     """`data` without where the clips are read from, and without extra clips that are off.
 
-    No extra folders and no synthetic voices is the same training set as before those options
-    existed, and the plain vocoder the same audio; where a synthetic corpus is kept
+    No extra folders, no synthetic voices and no edge fade is the same training set as before
+    those options existed, and the plain vocoder the same audio; where a synthetic corpus is kept
     (`synthetic.root`) does not change it.
     """
     kept = {k: v for k, v in data.items() if k not in NOT_RECIPE}
@@ -173,6 +173,9 @@ def _data_recipe(data: dict[str, Any]) -> dict[str, Any]:
         kept["augment"] = {k: v for k, v in augment.items() if k != "vocoder"}
     if not kept.get("extra_train"):
         kept.pop("extra_train", None)
+    if not kept.get("edge_fade_seconds"):
+        # No fade is how every trial saved before the option existed was windowed.
+        kept.pop("edge_fade_seconds", None)
     synthetic = kept.pop("synthetic", None)
     if isinstance(synthetic, dict) and synthetic.get("voices"):
         kept["synthetic"] = {k: v for k, v in synthetic.items() if k != "root"}
@@ -212,6 +215,8 @@ def recipe(config: DictConfig) -> dict[str, Any]:
             # Where the pretrained weights are cached, not what they are (their SHA-256 is
             # pinned).
             features.pop("weights_dir", None)
+            # A copy of data.edge_fade_seconds (`sdc.config.validate` holds them equal).
+            features.pop("edge_fade_seconds", None)
     picked["trainer"] = {
         k: OmegaConf.select(config, f"trainer.{k}") for k in ("max_epochs", "precision")
     }

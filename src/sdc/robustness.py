@@ -63,19 +63,21 @@ def conditions(
     snr_db: Sequence[float] = SNRS_DB,
     sample_rate: int = 8000,
     semitones: Sequence[float] = SEMITONES,
+    fade: int = 0,
 ) -> dict[str, Condition]:
-    """Name -> how a padded batch (waves, lengths) becomes the windows the model hears."""
+    """Name -> how a padded batch (waves, lengths) becomes the windows the model hears, each
+    clip's edges faded over `fade` samples as the model was trained (`fit_to_window`)."""
     resamplers = Resamplers()
 
     def placed(position: float) -> Condition:
         def make(waves: torch.Tensor, lengths: torch.Tensor, _: torch.Generator) -> torch.Tensor:
-            return fit_to_window(waves, lengths, window, torch.full((len(waves),), position))
+            return fit_to_window(waves, lengths, window, torch.full((len(waves),), position), fade)
 
         return make
 
     def noisy(snr: float) -> Condition:
         def make(waves: torch.Tensor, lengths: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-            windows = fit_to_window(waves, lengths, window)
+            windows = fit_to_window(waves, lengths, window, fade=fade)
             std = noise_std_for_snr(windows, lengths, torch.full((len(waves),), float(snr)))
             noise = torch.randn(windows.shape, generator=gen, dtype=windows.dtype)
             return windows + noise * std.unsqueeze(1)
@@ -85,7 +87,7 @@ def conditions(
     def trimmed(waves: torch.Tensor, lengths: torch.Tensor, _: torch.Generator) -> torch.Tensor:
         threshold = torch.full((len(waves),), -TRIM_DB)
         cut, cut_lengths = endpoint(waves, lengths, threshold, sample_rate)
-        return fit_to_window(cut, cut_lengths, window)
+        return fit_to_window(cut, cut_lengths, window, fade=fade)
 
     def pitched(shift: float) -> Condition:
         def make(waves: torch.Tensor, lengths: torch.Tensor, _: torch.Generator) -> torch.Tensor:
@@ -95,7 +97,7 @@ def conditions(
             )
             # Back to the clip's own duration: only the voice changes, not the speaking rate.
             restored, restored_lengths = phase_vocoder_stretch(higher, shorter, 1 / applied)
-            return fit_to_window(restored, restored_lengths, window)
+            return fit_to_window(restored, restored_lengths, window, fade=fade)
 
         return make
 
@@ -125,14 +127,15 @@ def robustness(
     sample_rate: int = 8000,
     names: Sequence[str] | None = None,
     semitones: Sequence[float] = SEMITONES,
+    fade: int = 0,
 ) -> dict[str, float]:
     """Accuracy of `model` (waveform windows in, logits out) under each condition (those in
-    `names`, if given)."""
+    `names`, if given), the clips' edges faded over `fade` samples."""
     model.eval()
     device = next(model.parameters()).device
     targets = torch.as_tensor(list(labels))
     accuracy: dict[str, float] = {}
-    for name, condition in conditions(window, snr_db, sample_rate, semitones).items():
+    for name, condition in conditions(window, snr_db, sample_rate, semitones, fade).items():
         if names is not None and name not in names:
             continue
         generator = torch.Generator().manual_seed(seed)
@@ -219,6 +222,7 @@ def evaluate_run(
         sample_rate=model.sample_rate,
         names=names,
         semitones=semitones,
+        fade=model.edge_fade,
     )
 
 

@@ -25,6 +25,7 @@ class DataSchema:
     strict: bool = True
     sample_rate: int = 8000
     clip_seconds: float = 2.3
+    edge_fade_seconds: float = 0.0
     split: str = "random"
     seed: int = 0
     val_fraction: float = 0.1
@@ -44,6 +45,7 @@ class FeaturesSchema:
     _target_: str = "sdc.audio.features.MfccFrontend"
     sample_rate: int = 8000
     clip_seconds: float = 2.3
+    edge_fade_seconds: float = 0.0
     n_mfcc: int = 40
     n_mels: int = 64
     frame_seconds: float = 0.023
@@ -61,6 +63,7 @@ class SpeechEmbeddingSchema:
     _target_: str = "sdc.audio.embedding.SpeechEmbeddingFrontend"
     sample_rate: int = 8000
     clip_seconds: float = 2.3
+    edge_fade_seconds: float = 0.0
     weights_dir: str = MISSING
     normalize: str = "global"
     pad_seconds: float = 0.0

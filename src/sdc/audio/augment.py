@@ -443,11 +443,12 @@ class WaveformAugment:
     trained model carries no trace of how it was augmented.
     """
 
-    def __init__(self, config: AugmentConfig, sample_rate: int, window: int) -> None:
+    def __init__(self, config: AugmentConfig, sample_rate: int, window: int, fade: int = 0) -> None:
         check_vocoder(config.vocoder, "data.augment.vocoder")
         self.config = config
         self.sample_rate = sample_rate
         self.window = window
+        self.fade = fade
         self.lock_phases = config.vocoder == "phase_locked"
         self._resamplers = Resamplers()
 
@@ -532,7 +533,9 @@ class WaveformAugment:
             torch.rand(n, device=device),
             torch.full((n,), 0.5, device=device),
         )
-        windows = fit_to_window(waves, lengths, self.window, position)
+        # The fade goes on the clip as it ends up (onset cut, endpointed), before the noise,
+        # which covers the padding too.
+        windows = fit_to_window(waves, lengths, self.window, position, self.fade)
 
         noisy = torch.nonzero(coin(n, cfg.noise.p, device)).squeeze(1)
         if len(noisy):

@@ -57,6 +57,7 @@ class SpeechEmbeddingFrontend(nn.Module):
         self,
         sample_rate: int = 8000,
         clip_seconds: float = 2.3,
+        edge_fade_seconds: float = 0.0,
         weights_dir: str = "data/pretrained",
         normalize: str = "global",
         pad_seconds: float = 0.0,
@@ -70,6 +71,8 @@ class SpeechEmbeddingFrontend(nn.Module):
             raise ValueError(f"finetune_lr_scale must be > 0, got {finetune_lr_scale!r}")
         self.sample_rate = sample_rate
         self.window = round(clip_seconds * sample_rate)
+        # As `MfccFrontend.edge_fade`: how the windows were made, kept with the model.
+        self.edge_fade = round(edge_fade_seconds * sample_rate)
         self.weights_dir = weights_dir
         self.normalize = normalize
         self.pad = round(pad_seconds * sample_rate)

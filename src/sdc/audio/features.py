@@ -46,6 +46,7 @@ class MfccFrontend(nn.Module):
         self,
         sample_rate: int = 8000,
         clip_seconds: float = 2.3,
+        edge_fade_seconds: float = 0.0,
         n_mfcc: int = 40,
         n_mels: int = 64,
         frame_seconds: float = 0.023,
@@ -65,6 +66,9 @@ class MfccFrontend(nn.Module):
         self.kind = kind
         self.sample_rate = sample_rate
         self.window = round(clip_seconds * sample_rate)
+        # The windows' edge fade (`sdc.audio.window.edge_ramp`): not applied here, where the
+        # clips' edges are no longer known, but part of what the model was trained to hear.
+        self.edge_fade = round(edge_fade_seconds * sample_rate)
         self.normalize = normalize
         win_length = round(frame_seconds * sample_rate)
         self.hop_length = round(hop_seconds * sample_rate)

@@ -78,6 +78,7 @@ class FSDDDataModule(pl.LightningDataModule):
         strict: bool = True,
         sample_rate: int = 8000,
         clip_seconds: float = 2.3,
+        edge_fade_seconds: float = 0.0,
         split: str = "random",
         seed: int = 0,
         val_fraction: float = 0.1,
@@ -97,6 +98,7 @@ class FSDDDataModule(pl.LightningDataModule):
         self.strict = strict
         self.sample_rate = sample_rate
         self.window = round(clip_seconds * sample_rate)
+        self.fade = round(edge_fade_seconds * sample_rate)
         self.split_name = split
         self.seed = seed
         self.val_fraction = val_fraction
@@ -109,7 +111,7 @@ class FSDDDataModule(pl.LightningDataModule):
         self.extra_train = [Path(p).expanduser().absolute() for p in extra_train]
         self.synthetic = _structured(SyntheticConfig, synthetic)
         self.augment = WaveformAugment(
-            _structured(AugmentConfig, augment), sample_rate, self.window
+            _structured(AugmentConfig, augment), sample_rate, self.window, self.fade
         )
         # Off for the clean final epochs (`sdc.callbacks.CleanFinalEpochs`).
         self.augmenting = True
@@ -239,9 +241,9 @@ class FSDDDataModule(pl.LightningDataModule):
         training = self.trainer is not None and self.trainer.training
         if training and self.augmenting:
             return self.augment(waves, lengths), labels
-        return fit_to_window(waves, lengths, self.window), labels
+        return fit_to_window(waves, lengths, self.window, fade=self.fade), labels
 
     def clean_windows(self, subset: str = "train") -> Iterator[torch.Tensor]:
         """Unaugmented, centred windows of a subset, e.g. to fit feature statistics."""
         for waves, lengths, _ in self._loader(subset, shuffle=False):
-            yield fit_to_window(waves, lengths, self.window)
+            yield fit_to_window(waves, lengths, self.window, fade=self.fade)
