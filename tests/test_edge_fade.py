@@ -19,6 +19,7 @@ from sdc.errors import SdcError
 from sdc.inference import Recognizer
 from sdc.module import DigitClassifier
 from sdc.results import recipe
+from sdc.robustness import conditions
 
 FADE = 10
 
@@ -74,6 +75,19 @@ def test_evaluation_and_training_windows_are_faded_alike(tiny_fsdd: Path) -> Non
         fade=FADE,
     )
     assert torch.equal(augment(waves, lengths), expected)
+
+
+def test_robustness_conditions_fade_every_clip_as_the_model_was_trained() -> None:
+    clips = torch.ones(2, 3000)
+    lengths = torch.tensor([3000, 2000])
+    faded = conditions(8000, fade=FADE)
+    generator = torch.Generator().manual_seed(0)
+    expected = fit_to_window(clips, lengths, 8000, fade=FADE)
+    assert torch.equal(faded["clean"](clips, lengths, generator), expected)
+    start = faded["start"](clips, lengths, generator)
+    assert start[0, 0] < 0.05 and start[0, FADE] == 1.0
+    trimmed = faded["trimmed_15db"](clips, lengths, generator)
+    assert torch.equal(trimmed, expected)
 
 
 def test_models_keep_their_fade_and_older_ones_have_none() -> None:
