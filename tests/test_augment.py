@@ -15,6 +15,7 @@ from sdc.audio.augment import (
     Gain,
     GaussianNoise,
     Microphone,
+    OffsetCut,
     OnsetCut,
     PitchShift,
     RandomPlacement,
@@ -23,6 +24,7 @@ from sdc.audio.augment import (
     SpeedPerturb,
     TimeStretch,
     WaveformAugment,
+    cut_offsets,
     cut_onsets,
     endpoint,
     microphone_response,
@@ -440,6 +442,42 @@ def test_the_onset_cut_leaves_at_least_half_of_a_clip() -> None:
     out, lengths = cut_onsets(clip.unsqueeze(0), torch.tensor([len(clip)]), torch.tensor([1.0]), SR)
     assert lengths.tolist() == [len(clip) - len(clip) // 2]
     assert torch.equal(out[0, : lengths[0]], clip[len(clip) // 2 :])
+
+
+def test_the_offset_cut_ends_each_clip_its_own_time_before_its_own_offset() -> None:
+    # The sound, then 0.1 s of tail 30 dB down (below the offset's -20 dB) in the first clip.
+    step = int(0.1 * SR)
+    first = stepped_clip([1.0, 1.0, 0.03])
+    second = stepped_clip([0.1, 0.1, 0.1, 1.0])  # ends on its loudest: offset at its end
+    waves = torch.zeros(2, len(second))
+    waves[0, : len(first)] = first
+    waves[1] = second
+    lengths = torch.tensor([len(first), len(second)])
+    out, new_lengths = cut_offsets(waves, lengths, torch.tensor([0.05, 0.02]), SR)
+    first_end, second_end = 2 * step - int(0.05 * SR), len(second) - int(0.02 * SR)
+    assert new_lengths.tolist() == [first_end, second_end]
+    assert torch.equal(out[0, :first_end], first[:first_end])
+    assert torch.equal(out[1, :second_end], second[:second_end])
+    assert not out[0, first_end:].any() and not out[1, second_end:].any()
+
+
+def test_the_offset_cut_leaves_at_least_half_of_a_clip() -> None:
+    clip = tone(400.0, 0.1)
+    out, lengths = cut_offsets(
+        clip.unsqueeze(0), torch.tensor([len(clip)]), torch.tensor([1.0]), SR
+    )
+    assert lengths.tolist() == [len(clip) - len(clip) // 2]
+    assert torch.equal(out[0, : lengths[0]], clip[: lengths[0]])
+
+
+def test_the_offset_cut_in_the_chain_is_the_cut_clip_in_the_window() -> None:
+    clip = stepped_clip([0.5, 1.0, 0.01])
+    lengths = torch.tensor([len(clip)])
+    config = AugmentConfig(offset_cut=OffsetCut(p=1.0, seconds=(0.03, 0.03)))
+    out = WaveformAugment(config, SR, window=5000)(clip.unsqueeze(0), lengths)
+    end = 2 * int(0.1 * SR) - int(0.03 * SR)
+    expected = fit_to_window(clip[:end].unsqueeze(0), torch.tensor([end]), 5000)
+    assert torch.equal(out, expected)
 
 
 def test_the_onset_cut_in_the_chain_is_the_cut_clip_in_the_window() -> None:

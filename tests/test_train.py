@@ -238,6 +238,7 @@ def test_the_clean_final_epochs_train_without_any_augmentation(
         ("data.augment.microphone.peaks=-1", "data.augment.microphone.peaks"),
         ("data.augment.trim.threshold_db=[-10,5]", "data.augment.trim.threshold_db"),
         ("data.augment.onset_cut.seconds=[0.05,0.01]", "data.augment.onset_cut.seconds"),
+        ("data.augment.offset_cut.seconds=[0.0,2.0]", "data.augment.offset_cut.seconds"),
         ("data.synthetic.voices=-5", "data.synthetic.voices"),
         ("data.synthetic.takes=0", "data.synthetic.takes"),
         ("ema_decay=1.0", "ema_decay"),

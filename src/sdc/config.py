@@ -209,6 +209,7 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg, "optim.weight_decay", isinstance(wd, (int, float)) and wd >= 0, "a number >= 0")
     steps = (
         "onset_cut",
+        "offset_cut",
         "pitch_shift",
         "speed",
         "time_stretch",
@@ -223,6 +224,7 @@ def validate(cfg: DictConfig) -> None:
     for step in steps:
         _probability(cfg, f"data.augment.{step}.p")
     _range(cfg, "data.augment.onset_cut.seconds", 0, 1)
+    _range(cfg, "data.augment.offset_cut.seconds", 0, 1)
     _range(cfg, "data.augment.pitch_shift.semitones", -12, 12)
     _range(cfg, "data.augment.speed.factor", 0.5, 2.0)
     _range(cfg, "data.augment.time_stretch.rate", 0.25, 4.0)
