@@ -72,12 +72,12 @@ cut, at its last such frame."""
 class OffsetCut:
     """Cut into the end of each clip's sound, as a recording stopped a moment early, a
     push-to-talk released too soon, or a voice activity detector quick to close leaves it:
-    "seven" without its "n", "three" without its vowel's end.
+    "seven" without its "n".
 
     FSDD has such clips too, fewer than cut onsets: 40 of its 3,000 still sound within 12 dB of
-    their peak in their last 10 ms (nicolas 19, theo 18, george 3), and they are among the
-    clean errors `best` makes on the random split (nicolas's "seven" heard as "eight" or
-    "zero", his "three" as "two"; round 29 of docs/accuracy.md).
+    their peak in their last 10 ms (nicolas 19, theo 18, george 3), and two of `best`'s clean
+    errors end loud: nicolas's "seven"s heard as "eight" and "zero", their last 10 ms 14 and
+    16 dB below their peaks (round 29 of docs/accuracy.md).
     """
 
     p: float = 0.0
