@@ -447,14 +447,14 @@ def test_the_onset_cut_leaves_at_least_half_of_a_clip() -> None:
 def test_the_offset_cut_ends_each_clip_its_own_time_before_its_own_offset() -> None:
     # The sound, then 0.1 s of tail 30 dB down (below the offset's -20 dB) in the first clip.
     step = int(0.1 * SR)
-    first = stepped_clip([1.0, 1.0, 0.03])
+    first = stepped_clip([1.0, 1.0, 1.0, 0.03])
     second = stepped_clip([0.1, 0.1, 0.1, 1.0])  # ends on its loudest: offset at its end
-    waves = torch.zeros(2, len(second))
+    waves = torch.zeros(2, len(first))
     waves[0, : len(first)] = first
     waves[1] = second
     lengths = torch.tensor([len(first), len(second)])
     out, new_lengths = cut_offsets(waves, lengths, torch.tensor([0.05, 0.02]), SR)
-    first_end, second_end = 2 * step - int(0.05 * SR), len(second) - int(0.02 * SR)
+    first_end, second_end = 3 * step - int(0.05 * SR), len(second) - int(0.02 * SR)
     assert new_lengths.tolist() == [first_end, second_end]
     assert torch.equal(out[0, :first_end], first[:first_end])
     assert torch.equal(out[1, :second_end], second[:second_end])
