@@ -644,6 +644,19 @@ def _from(waves: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
     return waves.gather(1, source)
 
 
+def _sound_span(
+    waves: torch.Tensor, lengths: torch.Tensor, threshold_db: torch.Tensor, sample_rate: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each clip's sound starts and ends (samples, (B,) each): the start of its first and
+    the end of its last frame within `threshold_db` (B,) of its loudest. The endpointing, the
+    onset cut and the offset cut all measure a clip so."""
+    loud, frame = _loud_frames(waves, lengths, threshold_db, sample_rate)
+    # With no loud frame (no samples at all) both argmaxes are 0: start 0, end 0.
+    start = loud.int().argmax(dim=1) * frame
+    last = loud.shape[1] - 1 - loud.flip(1).int().argmax(dim=1)
+    return start, torch.minimum((last + 1) * frame, lengths)
+
+
 def endpoint(
     waves: torch.Tensor, lengths: torch.Tensor, threshold_db: torch.Tensor, sample_rate: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -653,11 +666,7 @@ def endpoint(
     A clip with no samples keeps length 0.
     """
     lengths = lengths.to(waves.device)
-    loud, frame = _loud_frames(waves, lengths, threshold_db, sample_rate)
-    # With no loud frame (no samples at all) both argmaxes are 0: start 0, end 0.
-    start = loud.int().argmax(dim=1) * frame
-    last = loud.shape[1] - 1 - loud.flip(1).int().argmax(dim=1)
-    end = torch.minimum((last + 1) * frame, lengths)
+    start, end = _sound_span(waves, lengths, threshold_db, sample_rate)
     return _from(waves, start), (end - start).to(lengths.dtype)
 
 
@@ -669,8 +678,7 @@ def cut_onsets(
     and zero after their ends, and their lengths."""
     lengths = lengths.to(waves.device)
     threshold = torch.full_like(seconds, ONSET_DB, dtype=waves.dtype)
-    loud, frame = _loud_frames(waves, lengths, threshold, sample_rate)
-    onset = loud.int().argmax(dim=1) * frame
+    onset, _ = _sound_span(waves, lengths, threshold, sample_rate)
     start = torch.minimum(onset + torch.round(seconds * sample_rate).long(), lengths // 2)
     new_lengths = lengths - start
     inside = torch.arange(waves.shape[1], device=waves.device) < new_lengths.unsqueeze(1)
@@ -685,9 +693,7 @@ def cut_offsets(
     new ends, and their lengths."""
     lengths = lengths.to(waves.device)
     threshold = torch.full_like(seconds, ONSET_DB, dtype=waves.dtype)
-    loud, frame = _loud_frames(waves, lengths, threshold, sample_rate)
-    last = loud.shape[1] - 1 - loud.flip(1).int().argmax(dim=1)
-    offset = torch.minimum((last + 1) * frame, lengths)
+    _, offset = _sound_span(waves, lengths, threshold, sample_rate)
     end = offset - torch.round(seconds * sample_rate).long()
     new_lengths = torch.maximum(end, lengths - lengths // 2)
     inside = torch.arange(waves.shape[1], device=waves.device) < new_lengths.unsqueeze(1)
