@@ -22,9 +22,15 @@ def _cpu_model() -> str:
 
 
 def describe() -> dict[str, Any]:
-    """CPU, cores, torch threads and versions, and the GPU when there is one."""
+    """CPU, cores, torch threads and versions, and the GPU when there is one.
+
+    `cpu_kernels` is the instruction set torch's CPU kernels were dispatched for (AVX2,
+    AVX512, ...): two VMs sold under one CPU name can differ in it, and then a seeded training
+    follows another trajectory (docs/accuracy.md, round 31), so a figure names it.
+    """
     info: dict[str, Any] = {
         "cpu": _cpu_model(),
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -36,7 +42,8 @@ def describe() -> dict[str, Any]:
 
 
 def summary(info: dict[str, Any] | None = None) -> str:
-    """One line for a table's caption: `CPU, N cores[, GPU]`."""
+    """One line for a table's caption: `CPU (kernels), N cores[, GPU]`."""
     info = info or describe()
-    text = f"{info['cpu']}, {info['cores']} cores"
+    kernels = f" ({info['cpu_kernels']} kernels)" if info.get("cpu_kernels") else ""
+    text = f"{info['cpu']}{kernels}, {info['cores']} cores"
     return f"{text}, {info['gpu']}" if "gpu" in info else text
