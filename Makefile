@@ -24,13 +24,13 @@ train: $(STAMP) ## Train the write-up's baseline (extra Hydra overrides: make tr
 	$(BIN)/python -m sdc.train experiment=baseline $(ARGS)
 
 evaluate: $(STAMP) ## Test a checkpoint: make evaluate CKPT=path/to.ckpt [ARGS='data.split=...']
-	$(BIN)/python -m sdc.evaluate ckpt_path=$(CKPT) $(ARGS)
+	$(BIN)/sdc evaluate ckpt_path=$(CKPT) $(ARGS)
 
 export: $(STAMP) ## ONNX and TorchScript beside a checkpoint: make export CKPT=path/to.ckpt
-	$(BIN)/python -m sdc export $(CKPT) --onnx $(basename $(CKPT)).onnx --torchscript $(basename $(CKPT)).pt
+	$(BIN)/sdc export $(CKPT) --onnx $(basename $(CKPT)).onnx --torchscript $(basename $(CKPT)).pt
 
 results: $(STAMP) ## The results table: every recipe x protocol, trained and evaluated (hours on a CPU)
-	$(BIN)/python -m sdc.results $(ARGS)
+	$(BIN)/sdc results $(ARGS)
 
 test: $(STAMP) ## Run the test suite (the real-FSDD tests need SDC_DATA_DIR)
 	$(BIN)/python -m pytest $(ARGS)
@@ -47,13 +47,13 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff format src tests
 
 bench: $(STAMP) ## Speed and memory on this machine (skip the 25-epoch run: ARGS=bench.full_baseline=false)
-	$(BIN)/python -m sdc.bench $(ARGS)
+	$(BIN)/sdc bench $(ARGS)
 
 tensorboard: $(STAMP) ## Every run and sweep under outputs/
 	$(BIN)/tensorboard --logdir outputs
 
 sweep-report: $(STAMP) ## Rank a sweep's trials: make sweep-report SWEEP=outputs/multiruns/<date>/<time>_<name>
-	$(BIN)/python -m sdc.sweep_report $(SWEEP)
+	$(BIN)/sdc sweep-report $(SWEEP)
 
 clean: ## Remove caches (keeps .venv, data and outputs)
 	rm -rf .pytest_cache .ruff_cache build dist src/*.egg-info

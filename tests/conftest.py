@@ -119,7 +119,7 @@ def train_checkpoint(
 ) -> tuple[Path, dict[str, float]]:
     """Train with the train config (as the CLI composes it) into `run_dir`; return the best
     checkpoint and the metrics. For fixtures that share one trained model between tests."""
-    from sdc.train import train
+    from sdc.training.train import train
 
     cfg = compose_cfg(data_root, run_dir, *overrides)
     metrics = train(cfg)

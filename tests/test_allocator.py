@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from sdc.allocator import keep_freed_memory
+from sdc.training.allocator import keep_freed_memory
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -18,7 +18,7 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 # first steps grow the heap until a freed block fits the next request; the later ones are counted.
 STEPS = """
 import json, resource, torch
-from sdc.allocator import keep_freed_memory
+from sdc.training.allocator import keep_freed_memory
 applied = keep_freed_memory()
 def steps(n):
     for _ in range(n):

@@ -12,9 +12,9 @@ import soundfile as sf
 
 from conftest import SAMPLE_RATE, digit_tone
 from sdc import cli
-from sdc.listen import main as listen_main
-from sdc.predict import main as predict_main
-from sdc.transcribe import main as transcribe_main
+from sdc.inference.listen import main as listen_main
+from sdc.inference.predict import main as predict_main
+from sdc.inference.transcribe import main as transcribe_main
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from conftest import train_checkpoint
 from sdc.audio.embedding import SpeechEmbeddingFrontend
 from sdc.audio.features import MfccFrontend
-from sdc.module import DigitClassifier
+from sdc.training.module import DigitClassifier
 from test_speech_embedding import speech_like, stand_in
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no GPU here")

@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from sdc.checkpoint import load_classifier
-from sdc.config import validate
+from sdc.inference.checkpoint import load_classifier
+from sdc.config.validate import validate
 from sdc.errors import SdcError
-from sdc.export import PARITY_TOLERANCE, export_onnx, parity
-from sdc.inference import Recognizer
-from sdc.module import (
+from sdc.inference.export import PARITY_TOLERANCE, export_onnx, parity
+from sdc.inference.recognizer import Recognizer
+from sdc.training.module import (
     ENSEMBLE_RULES,
     DigitClassifier,
     average_probabilities,
@@ -187,7 +187,7 @@ def test_a_bad_member_is_a_one_line_error_naming_it(
 def test_an_ensemble_trains_saves_and_exports(
     make_cfg: Callable[..., DictConfig], tmp_path: Path, rule: str
 ) -> None:
-    from sdc.train import train
+    from sdc.training.train import train
 
     cfg = make_cfg(
         "trainer.max_epochs=1",

@@ -18,15 +18,15 @@ from torch.nn.utils.rnn import pad_sequence
 
 from conftest import compose_cfg
 from sdc.audio.window import fit_to_window
-from sdc.checkpoint import load_classifier
-from sdc.ensemble import CHECKPOINT, combine
-from sdc.ensemble import main as ensemble_main
+from sdc.inference.checkpoint import load_classifier
+from sdc.evaluation.ensemble import CHECKPOINT, combine
+from sdc.evaluation.ensemble import main as ensemble_main
 from sdc.errors import SdcError
-from sdc.inference import Recognizer
-from sdc.module import DigitClassifier, multiply_probabilities
-from sdc.results import recipe
-from sdc.robustness import best_checkpoint, run_test_clips
-from sdc.train import train
+from sdc.inference.recognizer import Recognizer
+from sdc.training.module import DigitClassifier, multiply_probabilities
+from sdc.lab.results import recipe
+from sdc.evaluation.robustness import best_checkpoint, run_test_clips
+from sdc.training.train import train
 
 QUICK = ("trainer.max_epochs=1", "data.batch_size=16", "optim.lr=3e-3")
 QUICK += ("data.augment.pitch_shift.p=0", "data.augment.time_stretch.p=0")

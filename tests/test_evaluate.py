@@ -1,4 +1,4 @@
-"""`sdc.evaluate` on the tiny synthetic FSDD: the report files, per-speaker accuracy, the
+"""`sdc.evaluation.evaluate` on the tiny synthetic FSDD: the report files, per-speaker accuracy, the
 misclassified CSV, TensorBoard, and the same accuracy as the training run's own test."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from conftest import evaluate_cfg
 from sdc.config import config_dir
 from sdc.errors import SdcError
-from sdc.evaluate import evaluate
+from sdc.evaluation.evaluate import evaluate
 
 
 def test_evaluation_runs_go_under_outputs_evaluations() -> None:

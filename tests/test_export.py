@@ -19,11 +19,11 @@ from omegaconf import DictConfig
 
 from conftest import SAMPLE_RATE, digit_tone
 from sdc.audio.window import fit_to_window
-from sdc.checkpoint import load_classifier, read_model_info
+from sdc.inference.checkpoint import load_classifier, read_model_info
 from sdc.errors import SdcError
-from sdc.export import PARITY_TOLERANCE, export_onnx, export_torchscript, parity
-from sdc.export import main as export_main
-from sdc.inference import Recognizer
+from sdc.inference.export import PARITY_TOLERANCE, export_onnx, export_torchscript, parity
+from sdc.inference.export import main as export_main
+from sdc.inference.recognizer import Recognizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,7 @@ def test_predict_on_onnx_imports_neither_lightning_nor_hydra(
     heavy = ("pytorch_lightning", "lightning", "lightning_fabric", "hydra", "omegaconf")
     script = (
         "import sys, json\n"
-        "from sdc.predict import main\n"
+        "from sdc.inference.predict import main\n"
         "try:\n"
         f"    main({argv!r})\n"
         "finally:\n"
@@ -135,7 +135,7 @@ def test_speech_normalization_exports_to_onnx_with_the_same_logits(
     make_cfg: Callable[..., DictConfig], tmp_path: Path, tiny_fsdd: Path
 ) -> None:
     """The per-clip statistics (masked means, a max over frames) are part of the graph."""
-    from sdc.train import build_module
+    from sdc.training.train import build_module
 
     torch.manual_seed(0)
     model = build_module(make_cfg("features.normalize=speech")).eval()

@@ -12,10 +12,10 @@ import soundfile as sf
 import torch
 
 from conftest import SAMPLE_RATE, digit_tone
-from sdc.checkpoint import load_classifier, read_model_info
+from sdc.inference.checkpoint import load_classifier, read_model_info
 from sdc.errors import SdcError
-from sdc.inference import Recognizer
-from sdc.stream import StreamListener, listen, pcm_chunks
+from sdc.inference.recognizer import Recognizer
+from sdc.inference.stream import StreamListener, listen, pcm_chunks
 
 
 @pytest.fixture(scope="module")

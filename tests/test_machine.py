@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sdc.machine import describe, summary
+from sdc.lab.machine import describe, summary
 
 
 def test_the_machine_line_names_the_cpu_kernels_torch_dispatches_to() -> None:

@@ -77,7 +77,7 @@ def test_cnn_trains_on_a_separable_toy_problem() -> None:
 
 
 def test_fused_inference_copy_gives_the_same_logits() -> None:
-    from sdc.module import DigitClassifier
+    from sdc.training.module import DigitClassifier
 
     torch.manual_seed(0)
     module = DigitClassifier(

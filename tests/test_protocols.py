@@ -6,8 +6,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from sdc.config import config_dir, validate
-from sdc.results import sweep_plan
+from sdc.config import config_dir
+from sdc.config.validate import validate
+from sdc.lab.results import sweep_plan
 
 FSDD_SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
 

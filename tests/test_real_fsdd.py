@@ -15,7 +15,7 @@ from sdc.audio.window import centre_recording
 from sdc.data.datamodule import FSDDDataModule
 from sdc.data.download import RECORDINGS_DIGEST, recordings_digest
 from sdc.data.fsdd import find_recordings_dir
-from sdc.train import train
+from sdc.training.train import train
 
 pytestmark = pytest.mark.fsdd
 

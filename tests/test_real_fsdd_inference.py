@@ -14,11 +14,11 @@ import torch
 
 from conftest import QUICK_FSDD, evaluate_cfg, train_checkpoint
 from sdc.audio.window import fit_to_window
-from sdc.checkpoint import load_classifier
-from sdc.evaluate import evaluate
-from sdc.export import PARITY_TOLERANCE, export_onnx
-from sdc.inference import Recognizer
-from sdc.stream import listen
+from sdc.inference.checkpoint import load_classifier
+from sdc.evaluation.evaluate import evaluate
+from sdc.inference.export import PARITY_TOLERANCE, export_onnx
+from sdc.inference.recognizer import Recognizer
+from sdc.inference.stream import listen
 
 pytestmark = [pytest.mark.fsdd, pytest.mark.slow]
 

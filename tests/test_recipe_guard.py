@@ -54,7 +54,7 @@ def _summary(features: torch.Tensor) -> dict[str, object]:
 def _first_batch_features(cfg: DictConfig) -> dict[str, object]:
     """The first training batch as the model's network receives it: waveform augmentation,
     front end with VTLP, SpecAugment."""
-    from sdc.train import build_module
+    from sdc.training.train import build_module
 
     pl.seed_everything(int(cfg.seed), workers=True)
     datamodule = instantiate(cfg.data)
@@ -70,7 +70,7 @@ def _first_batch_features(cfg: DictConfig) -> dict[str, object]:
 
 
 def measure(make_cfg: Callable[..., DictConfig], recipe: str, tmp_path: Path) -> dict:
-    from sdc.train import train
+    from sdc.training.train import train
 
     torch.set_num_threads(1)
     never_used = [f"features.weights_dir={tmp_path / 'none'}"] if recipe == "best" else []

@@ -13,11 +13,11 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-import sdc.results
+import sdc.lab.results
 from sdc.config import config_dir
 from sdc.errors import SdcError
-from sdc.results import check_conditions, ensemble_rows, new_attempt, recipe, results
-from sdc.robustness import best_checkpoint, evaluate_run
+from sdc.lab.results import check_conditions, ensemble_rows, new_attempt, recipe, results
+from sdc.evaluation.robustness import best_checkpoint, evaluate_run
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +87,7 @@ def test_results_trains_every_protocol_and_writes_the_table(
     def no_training(*args: object, **kwargs: object) -> float:
         raise AssertionError("reuse must not train finished trials again")
 
-    monkeypatch.setattr(sdc.results, "run_sweep", no_training)
+    monkeypatch.setattr(sdc.lab.results, "run_sweep", no_training)
     again = results(results_cfg(tiny_fsdd, out))
     assert again["table"]["baseline"]["loso"]["per_speaker"] == row["loso"]["per_speaker"]
 
@@ -185,7 +185,7 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
     out = members_copied(pair_members, tmp_path)
     cfg = pair_cfg(tiny_fsdd, out)
     # The members are trained already: nothing in this test trains.
-    monkeypatch.setattr(sdc.results, "run_sweep", refuse)
+    monkeypatch.setattr(sdc.lab.results, "run_sweep", refuse)
     payload = results(cfg)
 
     members = {
@@ -211,7 +211,7 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
     assert "(weights 2, 1)" in table
 
     # Built once: a second table reuses the members' trials and the ensembles.
-    monkeypatch.setattr(sdc.results, "build_ensemble", refuse)
+    monkeypatch.setattr(sdc.lab.results, "build_ensemble", refuse)
     again = results(cfg)["table"]["pair"]["random"]
     assert again["trials"] == cell["trials"] and again["robustness"] == cell["robustness"]
     assert again["wall_seconds_this_run"] == 0.0
@@ -248,7 +248,7 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
 
     # So is another rule: the same members' trials, multiplied.
     monkeypatch.undo()
-    monkeypatch.setattr(sdc.results, "run_sweep", refuse)
+    monkeypatch.setattr(sdc.lab.results, "run_sweep", refuse)
     with open_dict(cfg):
         cfg.results.ensembles.pair.weights = [2, 1]
         cfg.results.ensembles.pair.rule = "product"
@@ -275,7 +275,7 @@ def test_an_ensemble_without_robustness_columns_is_tested_on_clean_clips_only(
     out = members_copied(pair_members, tmp_path)
     cfg = pair_cfg(tiny_fsdd, out)
     # The members are trained already: nothing in this test trains.
-    monkeypatch.setattr(sdc.results, "run_sweep", refuse)
+    monkeypatch.setattr(sdc.lab.results, "run_sweep", refuse)
     with open_dict(cfg):
         cfg.results.robustness_protocols = []
     cell = results(cfg)["table"]["pair"]["random"]
@@ -285,7 +285,7 @@ def test_an_ensemble_without_robustness_columns_is_tested_on_clean_clips_only(
         assert not (folder / "robustness.json").exists()
         assert trial["test_acc"] == evaluate_run(folder, (), names=["clean"])["clean"]
 
-    monkeypatch.setattr(sdc.results, "build_ensemble", refuse)
+    monkeypatch.setattr(sdc.lab.results, "build_ensemble", refuse)
     with open_dict(cfg):
         cfg.results.robustness_protocols = ["random"]
     measured = results(cfg)["table"]["pair"]["random"]
@@ -303,7 +303,7 @@ def test_runs_started_in_the_same_second_get_their_own_attempt_folders(
         def now(cls, tz: object = None) -> datetime:
             return datetime(2026, 11, 27, 16, 22, 43)
 
-    monkeypatch.setattr(sdc.results, "datetime", Frozen)
+    monkeypatch.setattr(sdc.lab.results, "datetime", Frozen)
     first, second = new_attempt(tmp_path), new_attempt(tmp_path)
     assert first.name == "2026-11-27_16-22-43" and second.name == "2026-11-27_16-22-43_2"
     assert first.is_dir() and second.is_dir()

@@ -11,7 +11,7 @@ import torch
 
 from sdc.audio.window import fit_to_window
 from sdc.errors import SdcError
-from sdc.robustness import best_checkpoint, column_label, conditions, robustness
+from sdc.evaluation.robustness import best_checkpoint, column_label, conditions, robustness
 
 WINDOW = 3000
 

@@ -7,7 +7,7 @@ import torch
 
 import sdc.models.member
 from sdc.audio.spec_augment import SpecAugmentConfig, spec_augment
-from sdc.module import DigitClassifier
+from sdc.training.module import DigitClassifier
 
 
 def test_masks_are_bands_of_zeros_within_their_widths() -> None:

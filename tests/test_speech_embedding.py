@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from sdc.audio.embedding import SpeechEmbeddingFrontend
-from sdc.checkpoint import load_classifier
+from sdc.inference.checkpoint import load_classifier
 from sdc.errors import SdcError
 from sdc.pretrained import fetch
 from sdc.pretrained.speech_embedding import (
@@ -234,9 +234,9 @@ def test_a_model_on_the_embedding_trains_and_its_checkpoint_carries_the_weights(
     tmp_path: Path,
     finetune_layers: int,
 ) -> None:
-    from sdc.export import export_onnx
-    from sdc.inference import Recognizer
-    from sdc.train import train
+    from sdc.inference.export import export_onnx
+    from sdc.inference.recognizer import Recognizer
+    from sdc.training.train import train
 
     cfg = make_cfg(
         "features=speech_embedding",
@@ -275,7 +275,7 @@ ADAMW = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-2}
 
 
 def tuned_classifier(layers: int) -> torch.nn.Module:
-    from sdc.module import DigitClassifier
+    from sdc.training.module import DigitClassifier
 
     frontend = {
         "_target_": "sdc.audio.embedding.SpeechEmbeddingFrontend",

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from sdc.audio.speed_views import SpeedViews, speeds_on_grid
-from sdc.config import validate
+from sdc.config.validate import validate
 from sdc.errors import SdcError
-from sdc.export import PARITY_TOLERANCE, export_onnx, parity
-from sdc.inference import Recognizer
-from sdc.module import DigitClassifier
+from sdc.inference.export import PARITY_TOLERANCE, export_onnx, parity
+from sdc.inference.recognizer import Recognizer
+from sdc.training.module import DigitClassifier
 
 CNN = {"_target_": "sdc.models.cnn.DigitCNN", "time_pooling": "max"}
 MFCC = {"_target_": "sdc.audio.features.MfccFrontend", "normalize": "speech"}

@@ -22,10 +22,10 @@ from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-import sdc.train
+import sdc.training.train
 from sdc.config import config_dir
 from sdc.errors import SdcError
-from sdc.sweep_report import main as sweep_report_main
+from sdc.lab.sweep_report import main as sweep_report_main
 
 REPO = Path(__file__).resolve().parents[1]
 HAS_OPTUNA_SWEEPER = importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
@@ -225,7 +225,7 @@ def test_ddp_refuses_to_relaunch_inside_a_multirun(make_cfg: Callable[..., DictC
         "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "hydra.mode=MULTIRUN"
     )
     with pytest.raises(SdcError, match="trainer=ddp cannot run inside a -m sweep"):
-        sdc.train.train(cfg)
+        sdc.training.train.train(cfg)
 
 
 @pytest.mark.parametrize(("value", "expected"), [(0.75, 0.75), (float("nan"), 0.0)])
@@ -235,6 +235,6 @@ def test_the_sweeper_gets_the_optimized_metric_and_never_nan(
     value: float,
     expected: float,
 ) -> None:
-    monkeypatch.setattr(sdc.train, "train", lambda cfg: {"val_acc": 0.1, "val_acc_best": value})
+    monkeypatch.setattr(sdc.training.train, "train", lambda cfg: {"val_acc": 0.1, "val_acc_best": value})
     cfg = make_cfg("optimized_metric=val_acc_best")
-    assert sdc.train.hydra_app.__wrapped__(cfg) == expected
+    assert sdc.training.train.hydra_app.__wrapped__(cfg) == expected

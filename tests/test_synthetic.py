@@ -25,7 +25,7 @@ from sdc.errors import SdcError
 
 pytest.importorskip("espeakng_loader", reason="the voices extra is not installed")
 
-from sdc.tts.espeak import espeak
+from sdc.data.espeak import espeak
 
 
 def test_voices_are_seeded_and_leave_out_effects() -> None:

@@ -18,12 +18,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from sdc.audio.augment import WaveformAugment
-from sdc.config import config_dir, validate
+from sdc.config import config_dir
+from sdc.config.validate import validate
 from sdc.errors import SdcError
 from sdc.models.member import Member
-from sdc.module import DigitClassifier
-from sdc.robustness import robustness
-from sdc.train import train
+from sdc.training.module import DigitClassifier
+from sdc.evaluation.robustness import robustness
+from sdc.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -56,7 +56,7 @@ def test_the_front_end_warps_only_when_asked() -> None:
 
 
 def test_only_the_training_step_warps() -> None:
-    from sdc.module import DigitClassifier
+    from sdc.training.module import DigitClassifier
 
     def module(p: float) -> DigitClassifier:
         return DigitClassifier(

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sdc.allocator import keep_freed_memory
 from sdc.errors import SdcError
+from sdc.training.allocator import keep_freed_memory
 
 
 @contextmanager
@@ -67,14 +67,17 @@ def _raised_in_hydra(err: BaseException) -> bool:
 
 COMMANDS = {
     "train": ("sdc.train", "train a model (Hydra overrides)"),
-    "evaluate": ("sdc.evaluate", "test a checkpoint on a split (Hydra overrides)"),
-    "predict": ("sdc.predict", "the digit in each audio file"),
-    "transcribe": ("sdc.transcribe", "the digit string in longer recordings"),
-    "listen": ("sdc.listen", "digits live from the microphone, a WAV file or stdin"),
-    "export": ("sdc.export", "a checkpoint to ONNX and TorchScript"),
-    "ensemble": ("sdc.ensemble", "one model averaging finished runs (same split)"),
+    "evaluate": ("sdc.evaluation.evaluate", "test a checkpoint on a split (Hydra overrides)"),
+    "predict": ("sdc.inference.predict", "the digit in each audio file"),
+    "transcribe": ("sdc.inference.transcribe", "the digit string in longer recordings"),
+    "listen": ("sdc.inference.listen", "digits live from the microphone, a WAV file or stdin"),
+    "export": ("sdc.inference.export", "a checkpoint to ONNX and TorchScript"),
+    "ensemble": ("sdc.evaluation.ensemble", "one model averaging finished runs (same split)"),
+    "results": ("sdc.lab.results", "the results table: recipes x protocols (Hydra overrides)"),
+    "bench": ("sdc.lab.bench", "speed and memory on this machine (Hydra overrides)"),
+    "sweep-report": ("sdc.lab.sweep_report", "rank a sweep's trials"),
 }
-HYDRA_COMMANDS = ("train", "evaluate")
+HYDRA_COMMANDS = ("train", "evaluate", "results", "bench")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
 
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        usage = "\n".join(f"  {name:<11} {help}" for name, (_, help) in COMMANDS.items())
+        usage = "\n".join(f"  {name:<12} {help}" for name, (_, help) in COMMANDS.items())
         print(f"usage: sdc COMMAND [ARGS...]\n\ncommands:\n{usage}", file=sys.stderr)
         if argv and argv[0] not in ("-h", "--help"):
             print(f"error: unknown command {argv[0]!r}", file=sys.stderr)

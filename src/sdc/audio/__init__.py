@@ -1,1 +1,1 @@
-"""Reading audio, batched augmentation and the feature front end."""
+"""Reading audio, the feature front ends, and the training-time augmentation."""

@@ -15,6 +15,7 @@ calls once before the first epoch.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,10 +24,30 @@ from torch import nn
 
 from sdc.audio.features import feature_statistics
 from sdc.audio.vtlp import warp_spectrum
+from sdc.config.fields import MISSING, option
 from sdc.pretrained import fetch
-from sdc.pretrained.speech_embedding import DIM, SAMPLE_RATE, SpeechEmbedding
+from sdc.pretrained.speech_embedding import CONVOLUTIONS, DIM, SAMPLE_RATE, SpeechEmbedding
 
 NORMALIZATIONS = ("global", "none")
+
+
+@dataclass
+class SpeechEmbeddingConfig:
+    """`features` for `SpeechEmbeddingFrontend` (`features=speech_embedding`)."""
+
+    _target_: str = "sdc.audio.embedding.SpeechEmbeddingFrontend"
+    sample_rate: int = option(8000, above=0)
+    clip_seconds: float = option(2.3, above=0.0)
+    weights_dir: str = MISSING
+    """Where the pinned weights are cached after their first download."""
+    normalize: str = option("global", choices=NORMALIZATIONS)
+    """`global`: each of the 96 numbers standardized with training-set statistics; `none`."""
+    pad_seconds: float = option(0.0, low=0.0)
+    """Silence (s) on each side of the window before the embedding (see the class)."""
+    finetune_layers: int = option(0, low=0, high=CONVOLUTIONS)
+    """The embedding's last convolutions (of 20) that train with the head; 0: all frozen."""
+    finetune_lr_scale: float = option(0.1, above=0.0)
+    """Their learning rate as a fraction of the head's."""
 
 
 class SpeechEmbeddingFrontend(nn.Module):
@@ -41,8 +62,8 @@ class SpeechEmbeddingFrontend(nn.Module):
     digit at the very start of the window has no silence in the one 0.775 s stretch that holds
     it whole, and the last 70 ms of a 2.3 s window are in no stretch at all: a model trained
     without padding recognized 41% of the random split's test clips placed at the window's
-    start and 88% at its end; padded by 0.4 s at test time only, 99% and 99% (round 9 of
-    docs/accuracy.md). sdc's own inference centres every utterance, so it never meets such a
+    start and 88% at its end; padded by 0.4 s at test time only, 99% and 99%
+    (docs/results.md). sdc's own inference centres every utterance, so it never meets such a
     window; a caller who feeds windows directly may. `features=speech_embedding` pads by 0.4 s;
     the default here, none, is how checkpoints saved before the option existed were trained.
 
@@ -55,14 +76,13 @@ class SpeechEmbeddingFrontend(nn.Module):
 
     def __init__(
         self,
-        sample_rate: int = 8000,
-        clip_seconds: float = 2.3,
-        edge_fade_seconds: float = 0.0,
+        sample_rate: int = SpeechEmbeddingConfig.sample_rate,
+        clip_seconds: float = SpeechEmbeddingConfig.clip_seconds,
         weights_dir: str = "data/pretrained",
-        normalize: str = "global",
-        pad_seconds: float = 0.0,
-        finetune_layers: int = 0,
-        finetune_lr_scale: float = 0.1,
+        normalize: str = SpeechEmbeddingConfig.normalize,
+        pad_seconds: float = SpeechEmbeddingConfig.pad_seconds,
+        finetune_layers: int = SpeechEmbeddingConfig.finetune_layers,
+        finetune_lr_scale: float = SpeechEmbeddingConfig.finetune_lr_scale,
     ) -> None:
         super().__init__()
         if normalize not in NORMALIZATIONS:
@@ -71,8 +91,6 @@ class SpeechEmbeddingFrontend(nn.Module):
             raise ValueError(f"finetune_lr_scale must be > 0, got {finetune_lr_scale!r}")
         self.sample_rate = sample_rate
         self.window = round(clip_seconds * sample_rate)
-        # As `MfccFrontend.edge_fade`: how the windows were made, kept with the model.
-        self.edge_fade = round(edge_fade_seconds * sample_rate)
         self.weights_dir = weights_dir
         self.normalize = normalize
         self.pad = round(pad_seconds * sample_rate)

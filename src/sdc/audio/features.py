@@ -1,4 +1,4 @@
-"""The front end: fixed-length waveform in, normalized MFCC (or log-mel) image out.
+"""The front end: fixed-length waveform in, normalized MFCC image out.
 
 It is part of the model (and of every checkpoint and export), so training, evaluation, inference
 and the exported graph can never compute features differently.
@@ -7,25 +7,44 @@ and the exported graph can never compute features differently.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 import torchaudio
 from torch import nn
 
 from sdc.audio.vtlp import warp_spectrum
+from sdc.config.fields import option
 
 NORMALIZATIONS = ("global", "utterance", "speech", "none")
 SPEECH_RANGE_DB = 35.0
 """`speech` normalization: frames within this many dB of a clip's loudest frame are its speech."""
-KINDS = ("mfcc", "logmel")
+
+
+@dataclass
+class MfccConfig:
+    """`features` for `MfccFrontend`: the write-up's 40 MFCCs over 23 ms frames every 11.5 ms,
+    0 Hz to Nyquist, standardized with the training set's statistics."""
+
+    _target_: str = "sdc.audio.features.MfccFrontend"
+    sample_rate: int = option(8000, above=0)
+    clip_seconds: float = option(2.3, above=0.0)
+    n_mfcc: int = option(40, above=0)
+    n_mels: int = option(64, above=0)
+    frame_seconds: float = option(0.023, above=0.0)
+    hop_seconds: float = option(0.0115, above=0.0)
+    n_fft: int = option(256, above=0)
+    """The 184-sample frame is zero-padded to a 256-point FFT."""
+    f_min: float = option(0.0, low=0.0)
+    f_max: float | None = option(None, above=0.0)
+    """None: the Nyquist frequency (4 kHz at 8 kHz)."""
+    top_db: float = option(80.0, above=0.0)
+    normalize: str = option("global", choices=NORMALIZATIONS)
+    """See `MfccFrontend`."""
 
 
 class MfccFrontend(nn.Module):
     """40 MFCCs over 23 ms frames every 11.5 ms (the write-up's recipe) plus normalization.
-
-    `kind="logmel"` stops before the DCT and returns the `n_mels` log-mel bands instead: the
-    input that networks with convolutions along frequency (BC-ResNet) are designed for, since
-    neighbouring mel bands are neighbouring frequencies while neighbouring MFCCs are not.
 
     Normalization, chosen by `normalize`:
     - `global`: each coefficient is standardized with the mean and standard deviation of the
@@ -44,36 +63,27 @@ class MfccFrontend(nn.Module):
 
     def __init__(
         self,
-        sample_rate: int = 8000,
-        clip_seconds: float = 2.3,
-        edge_fade_seconds: float = 0.0,
-        n_mfcc: int = 40,
-        n_mels: int = 64,
-        frame_seconds: float = 0.023,
-        hop_seconds: float = 0.0115,
-        n_fft: int = 256,
-        f_min: float = 0.0,
-        f_max: float | None = None,
-        top_db: float = 80.0,
-        normalize: str = "global",
-        kind: str = "mfcc",
+        sample_rate: int = MfccConfig.sample_rate,
+        clip_seconds: float = MfccConfig.clip_seconds,
+        n_mfcc: int = MfccConfig.n_mfcc,
+        n_mels: int = MfccConfig.n_mels,
+        frame_seconds: float = MfccConfig.frame_seconds,
+        hop_seconds: float = MfccConfig.hop_seconds,
+        n_fft: int = MfccConfig.n_fft,
+        f_min: float = MfccConfig.f_min,
+        f_max: float | None = MfccConfig.f_max,
+        top_db: float = MfccConfig.top_db,
+        normalize: str = MfccConfig.normalize,
     ) -> None:
         super().__init__()
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        self.kind = kind
         self.sample_rate = sample_rate
         self.window = round(clip_seconds * sample_rate)
-        # The windows' edge fade (`sdc.audio.window.edge_ramp`): not applied here, where the
-        # clips' edges are no longer known, but part of what the model was trained to hear.
-        self.edge_fade = round(edge_fade_seconds * sample_rate)
         self.normalize = normalize
         win_length = round(frame_seconds * sample_rate)
         self.hop_length = round(hop_seconds * sample_rate)
         self.n_mfcc = n_mfcc
-        self.n_features = n_mfcc if kind == "mfcc" else n_mels
         # torchaudio's MFCC, unrolled: the power spectrum is taken from the real and imaginary
         # parts instead of a complex abs(), which is a fifth of the front end's time on a CPU
         # and has no ONNX equivalent.
@@ -93,19 +103,18 @@ class MfccFrontend(nn.Module):
         self.to_db = torchaudio.transforms.AmplitudeToDB("power", top_db=top_db)
         dct = torchaudio.functional.create_dct(n_mfcc, n_mels, norm="ortho")
         self.register_buffer("dct", dct)
-        self.register_buffer("mean", torch.zeros(self.n_features, 1))
-        self.register_buffer("std", torch.ones(self.n_features, 1))
+        self.register_buffer("mean", torch.zeros(n_mfcc, 1))
+        self.register_buffer("std", torch.ones(n_mfcc, 1))
         self.register_buffer("fitted", torch.tensor(normalize != "global"))
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
-        """(channels, coefficients or bands, frames) of one clip's features."""
+        """(channels, coefficients, frames) of one clip's features."""
         frames = self.window // self.hop_length + 1
-        return (1, self.n_features, frames)
+        return (1, self.n_mfcc, frames)
 
     def raw(self, windows: torch.Tensor) -> torch.Tensor:
-        """MFCCs of (B, window) waveforms as (B, 1, n_mfcc, frames), before normalization
-        (or log-mel bands as (B, 1, n_mels, frames)).
+        """MFCCs of (B, window) waveforms as (B, 1, n_mfcc, frames), before normalization.
 
         The transforms get (B, 1, L), not (B, L): with the latter, torchaudio takes the 80 dB
         `top_db` floor over the whole batch and a clip's features would depend on its neighbours.
@@ -123,8 +132,6 @@ class MfccFrontend(nn.Module):
         return self.to_db(self.mel_scale(power))
 
     def _from_decibels(self, decibels: torch.Tensor) -> torch.Tensor:
-        if self.kind == "logmel":
-            return decibels
         return torch.matmul(decibels.transpose(-1, -2), self.dct).transpose(-1, -2)
 
     def forward(self, windows: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:

@@ -11,18 +11,21 @@ from dataclasses import dataclass
 
 import torch
 
-from sdc.audio.dice import coin
+from sdc.audio.augment.draws import coin
+from sdc.config.fields import option, probability
 
 
 @dataclass
 class SpecAugmentConfig:
-    p: float = 0.0
+    """`spec_augment`: masks on the feature image of training clips."""
+
+    p: float = probability(0.0)
     """Probability that a clip is masked at all."""
-    freq_masks: int = 2
-    freq_width: int = 8
-    """Each frequency mask covers 0 to `freq_width` rows (coefficients or mel bands)."""
-    time_masks: int = 2
-    time_width: int = 20
+    freq_masks: int = option(2, low=0)
+    freq_width: int = option(8, low=0)
+    """Each frequency mask covers 0 to `freq_width` rows (coefficients)."""
+    time_masks: int = option(2, low=0)
+    time_width: int = option(20, low=0)
     """Each time mask covers 0 to `time_width` frames (11.5 ms each with the default hop)."""
 
 

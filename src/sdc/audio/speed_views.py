@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
-from sdc.audio.augment import on_rate_grid
+from sdc.audio.augment.resample import on_rate_grid
 
 
 def speeds_on_grid(speeds: Sequence[float], sample_rate: int) -> list[float]:

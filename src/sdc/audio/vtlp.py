@@ -15,14 +15,17 @@ from dataclasses import dataclass
 
 import torch
 
-from sdc.audio.dice import coin, uniform
+from sdc.audio.augment.draws import coin, uniform
+from sdc.config.fields import option, probability
 
 
 @dataclass
 class VtlpConfig:
-    p: float = 0.0
+    """`vtlp`: each training clip's spectrum warped in frequency inside the front end."""
+
+    p: float = probability(0.0)
     """Probability that a clip's spectrum is warped."""
-    factor: tuple[float, float] = (0.9, 1.1)
+    factor: tuple[float, float] = option((0.9, 1.1), low=0.5, high=2.0)
     """Warp factor, uniform: > 1 moves formants up (a shorter vocal tract)."""
 
 

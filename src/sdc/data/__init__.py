@@ -1,1 +1,1 @@
-"""Finding, reading and splitting the Free Spoken Digit Dataset."""
+"""Finding, reading and splitting the Free Spoken Digit Dataset, and synthetic voices."""

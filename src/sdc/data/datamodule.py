@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,8 +18,10 @@ from torch.utils.data import DataLoader, Dataset
 from sdc.audio.augment import AugmentConfig, WaveformAugment
 from sdc.audio.io import read_audio
 from sdc.audio.window import fit_to_window
+from sdc.config.fields import MISSING, option
 from sdc.data.download import download_fsdd
 from sdc.data.fsdd import (
+    SPLITS,
     SUBSETS,
     Recording,
     check_coverage,
@@ -59,6 +62,37 @@ def collate_clips(items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
     return pad_sequence(waves, batch_first=True), lengths, labels
 
 
+@dataclass
+class DataConfig:
+    """`data`: where FSDD is, how it is split and batched, and how training clips are augmented."""
+
+    _target_: str = "sdc.data.datamodule.FSDDDataModule"
+    root: str = MISSING
+    """A release folder (with recordings/) or a folder of {digit}_{speaker}_{index}.wav files."""
+    download: bool = True
+    """Download the pinned v1.0.10 release into `root` when it is missing."""
+    strict: bool = True
+    """Unmatched file names and unreadable files are errors (true) or skipped with a warning."""
+    sample_rate: int = option(8000, above=0)
+    clip_seconds: float = option(2.3, above=0.0)
+    """The fixed window every clip is placed in (s)."""
+    split: str = option("random", choices=SPLITS)
+    """random (stratified 80/10/10) | official (takes 0-4 are test) | speaker (held out)."""
+    seed: int = 0
+    val_fraction: float = option(0.1, above=0.0, high=1.0)
+    test_fraction: float = option(0.1, above=0.0, high=1.0)
+    test_speakers: list[str] = field(default_factory=list)
+    val_speakers: list[str] = field(default_factory=list)
+    batch_size: int = option(50, above=0)
+    eval_batch_size: int = option(250, above=0)
+    num_workers: int = option(0, low=0)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Training only, on whole batches on the device; evaluation clips are centred and clean."""
+    extra_train: list[str] = field(default_factory=list)
+    """Folders of more clips (any rate, speakers not FSDD's) for the training set only."""
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
 def _structured(kind: type[T], values: Mapping[str, Any] | T | None) -> T:
     """A config dataclass from a Hydra mapping (types checked), or as given."""
     if isinstance(values, kind):
@@ -74,20 +108,19 @@ class FSDDDataModule(pl.LightningDataModule):
     def __init__(
         self,
         root: str | Path,
-        download: bool = True,
-        strict: bool = True,
-        sample_rate: int = 8000,
-        clip_seconds: float = 2.3,
-        edge_fade_seconds: float = 0.0,
-        split: str = "random",
-        seed: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
+        download: bool = DataConfig.download,
+        strict: bool = DataConfig.strict,
+        sample_rate: int = DataConfig.sample_rate,
+        clip_seconds: float = DataConfig.clip_seconds,
+        split: str = DataConfig.split,
+        seed: int = DataConfig.seed,
+        val_fraction: float = DataConfig.val_fraction,
+        test_fraction: float = DataConfig.test_fraction,
         test_speakers: Sequence[str] = (),
         val_speakers: Sequence[str] = (),
-        batch_size: int = 50,
-        eval_batch_size: int = 250,
-        num_workers: int = 0,
+        batch_size: int = DataConfig.batch_size,
+        eval_batch_size: int = DataConfig.eval_batch_size,
+        num_workers: int = DataConfig.num_workers,
         augment: Mapping[str, Any] | AugmentConfig | None = None,
         extra_train: Sequence[str | Path] = (),
         synthetic: Mapping[str, Any] | SyntheticConfig | None = None,
@@ -98,7 +131,6 @@ class FSDDDataModule(pl.LightningDataModule):
         self.strict = strict
         self.sample_rate = sample_rate
         self.window = round(clip_seconds * sample_rate)
-        self.fade = round(edge_fade_seconds * sample_rate)
         self.split_name = split
         self.seed = seed
         self.val_fraction = val_fraction
@@ -111,10 +143,8 @@ class FSDDDataModule(pl.LightningDataModule):
         self.extra_train = [Path(p).expanduser().absolute() for p in extra_train]
         self.synthetic = _structured(SyntheticConfig, synthetic)
         self.augment = WaveformAugment(
-            _structured(AugmentConfig, augment), sample_rate, self.window, self.fade
+            _structured(AugmentConfig, augment), sample_rate, self.window
         )
-        # Off for the clean final epochs (`sdc.callbacks.CleanFinalEpochs`).
-        self.augmenting = True
         self.split: dict[str, list[Recording]] = {}
         self.datasets: dict[str, ClipDataset] = {}
 
@@ -239,11 +269,11 @@ class FSDDDataModule(pl.LightningDataModule):
         """Turn a padded batch into (windows, labels) on the device: augmented when training."""
         waves, lengths, labels = batch
         training = self.trainer is not None and self.trainer.training
-        if training and self.augmenting:
+        if training:
             return self.augment(waves, lengths), labels
-        return fit_to_window(waves, lengths, self.window, fade=self.fade), labels
+        return fit_to_window(waves, lengths, self.window), labels
 
     def clean_windows(self, subset: str = "train") -> Iterator[torch.Tensor]:
         """Unaugmented, centred windows of a subset, e.g. to fit feature statistics."""
         for waves, lengths, _ in self._loader(subset, shuffle=False):
-            yield fit_to_window(waves, lengths, self.window, fade=self.fade)
+            yield fit_to_window(waves, lengths, self.window)

@@ -34,9 +34,10 @@ import soundfile as sf
 import torch
 
 from sdc.audio.io import resample
+from sdc.config.fields import option
+from sdc.data.espeak import Espeak, espeak
 from sdc.errors import SdcError
 from sdc.files import write_text
-from sdc.tts.espeak import Espeak, espeak
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,12 @@ PEAK = 0.5
 class SyntheticConfig:
     """`data.synthetic`: how many espeak-ng speakers to add to the training set (0: none)."""
 
-    voices: int = 0
-    takes: int = 1
+    voices: int = option(0, low=0)
+    takes: int = option(1, above=0)
+    """How many times each voice says each digit."""
     seed: int = 0
     root: str = "data/synthetic"
+    """The corpus is written once into a folder under this one named by these settings."""
 
     @property
     def folder(self) -> Path:

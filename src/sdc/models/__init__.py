@@ -1,1 +1,2 @@
-"""Networks that map an MFCC image (B, 1, n_mfcc, frames) to digit logits (B, n_classes)."""
+"""Networks that map a front end's features to digit logits (B, n_classes), and the member that
+joins a front end to one."""

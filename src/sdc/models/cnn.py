@@ -4,9 +4,33 @@ reduction, dropout, and three linear layers."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from sdc.config.fields import option
+
+TIME_POOLINGS = ("max", "none")
+
+
+@dataclass
+class CnnConfig:
+    """`model` for `DigitCNN` (`model=cnn`): the write-up's network."""
+
+    _target_: str = "sdc.models.cnn.DigitCNN"
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    """Output channels of each 3x3 conv block; each block halves both axes."""
+    reduced_channels: int = option(16, above=0)
+    """Channels out of the 1x1 reduction before the dense head."""
+    hidden: list[int] = field(default_factory=lambda: [128, 64])
+    """Widths of the hidden linear layers."""
+    conv_dropout: float = option(0.0, low=0.0, high=1.0)
+    dropout: float = option(0.3, low=0.0, high=1.0)
+    time_pooling: str = option("max", choices=TIME_POOLINGS)
+    """`max`: a max over time before the linear layers, so the head sees the same input
+    wherever training placed the clip in the window; `none` flattens, and learned several times
+    slower."""
 
 
 def conv_block(in_channels: int, out_channels: int, dropout: float) -> nn.Sequential:
@@ -50,14 +74,17 @@ class DigitCNN(nn.Module):
         self,
         input_shape: Sequence[int],
         n_classes: int = 10,
-        channels: Sequence[int] = (16, 32, 64),
-        reduced_channels: int = 16,
-        hidden: Sequence[int] = (128, 64),
-        conv_dropout: float = 0.0,
-        dropout: float = 0.3,
-        time_pooling: str = "none",
+        channels: Sequence[int] | None = None,
+        reduced_channels: int = CnnConfig.reduced_channels,
+        hidden: Sequence[int] | None = None,
+        conv_dropout: float = CnnConfig.conv_dropout,
+        dropout: float = CnnConfig.dropout,
+        time_pooling: str = CnnConfig.time_pooling,
     ) -> None:
         super().__init__()
+        defaults = CnnConfig()
+        channels = defaults.channels if channels is None else channels
+        hidden = defaults.hidden if hidden is None else hidden
         in_channels, height, width = input_shape
         blocks: list[nn.Module] = []
         for out_channels in channels:
@@ -72,8 +99,8 @@ class DigitCNN(nn.Module):
         if time_pooling == "max":
             blocks.append(TimeMaxPool())
             width = 1
-        elif time_pooling != "none":
-            raise ValueError(f"time_pooling must be 'none' or 'max', got {time_pooling!r}")
+        elif time_pooling not in TIME_POOLINGS:
+            raise ValueError(f"time_pooling must be one of {TIME_POOLINGS}, got {time_pooling!r}")
         self.features = nn.Sequential(*blocks)
         layers: list[nn.Module] = [nn.Flatten()]
         width_in = reduced_channels * height * width

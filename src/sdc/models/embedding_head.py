@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from sdc.config.fields import option
+
+
+@dataclass
+class EmbeddingHeadConfig:
+    """`model` for `EmbeddingHead` (`model=embedding_head`, with `features=speech_embedding`)."""
+
+    _target_: str = "sdc.models.embedding_head.EmbeddingHead"
+    channels: int = option(128, above=0)
+    kernel_size: int = option(3, above=0)
+    """Time steps (80 ms each) per convolution."""
+    dropout: float = option(0.3, low=0.0, high=1.0)
 
 
 class EmbeddingHead(nn.Module):
@@ -23,9 +37,9 @@ class EmbeddingHead(nn.Module):
         self,
         input_shape: Sequence[int],
         n_classes: int = 10,
-        channels: int = 128,
-        kernel_size: int = 3,
-        dropout: float = 0.3,
+        channels: int = EmbeddingHeadConfig.channels,
+        kernel_size: int = EmbeddingHeadConfig.kernel_size,
+        dropout: float = EmbeddingHeadConfig.dropout,
     ) -> None:
         super().__init__()
         _, dim, _ = input_shape

@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from sdc.audio.spec_augment import SpecAugmentConfig, spec_augment
-from sdc.models.fusion import fuse_conv_bn
+from sdc.models.batchnorm_folding import fuse_conv_bn
 
 
 class Member(nn.Module):

@@ -1,0 +1,159 @@
+"""Checkpoints as self-describing models: what a recognizer needs, read from the file alone.
+
+A Lightning checkpoint holds the module's hyperparameters as plain data (network config, front-end
+config, labels) next to the weights, so it loads with `torch.load(weights_only=True)`: no pickled
+code runs, and nothing from the training config or the dataset is needed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from sdc.errors import SdcError
+
+if TYPE_CHECKING:
+    from sdc.training.module import DigitClassifier
+
+METADATA_KEY = "sdc.model_info"
+"""Where exported models (ONNX metadata_props, TorchScript extra files) keep their `ModelInfo`."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything about a trained model that is not a weight: what it expects and what it says."""
+
+    labels: tuple[str, ...]
+    sample_rate: int
+    window: int
+    """Samples per input window (clip length x sample rate)."""
+    frontend: dict[str, Any]
+    net: dict[str, Any]
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window / self.sample_rate
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "labels": list(self.labels)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str | Path) -> ModelInfo:
+        try:
+            data = json.loads(text)
+            _refuse_retired(data["frontend"], "", source)
+            return cls(
+                labels=tuple(str(label) for label in data["labels"]),
+                sample_rate=int(data["sample_rate"]),
+                window=int(data["window"]),
+                frontend=dict(data["frontend"]),
+                net=dict(data["net"]),
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise SdcError(f"{source}: unreadable sdc model metadata ({err})") from None
+
+    @classmethod
+    def from_hparams(cls, hparams: dict[str, Any]) -> ModelInfo:
+        frontend = dict(hparams["frontend"])
+        sample_rate = int(frontend.get("sample_rate", 8000))
+        clip_seconds = float(frontend.get("clip_seconds", 2.3))
+        return cls(
+            labels=tuple(str(label) for label in hparams["labels"]),
+            sample_rate=sample_rate,
+            window=round(clip_seconds * sample_rate),
+            frontend=frontend,
+            net=dict(hparams["net"]),
+        )
+
+
+RETIRED_OFF: dict[str, object] = {
+    "label_smoothing": 0.0,
+    "ensemble_rule": "mean",
+}
+"""Hyperparameters of checkpoints saved by earlier versions that sdc no longer has, with the
+value at which they change nothing at inference: such a checkpoint loads as before."""
+
+
+def _refuse_retired(frontend: dict[str, Any], prefix: str, source: str | Path) -> None:
+    """Drop a front end's retired settings that were off; refuse a model that used them."""
+    fade = frontend.pop("edge_fade_seconds", 0.0)
+    if fade:
+        raise SdcError(
+            f"{source}: {prefix}frontend.edge_fade_seconds is {fade}; this version of sdc no "
+            "longer fades clip edges, so the model would hear unlike its training"
+        )
+    if frontend.pop("kind", "mfcc") != "mfcc":
+        raise SdcError(f"{source}: {prefix}frontend.kind: log-mel front ends are no longer built")
+
+
+def upgrade(hparams: dict[str, Any], source: str | Path) -> dict[str, Any]:
+    """A checkpoint's hyperparameters as this version of `DigitClassifier` takes them.
+
+    Options sdc measured and removed are dropped where they were off, and refused with one line
+    where a model was trained with them on: loading it otherwise would silently hear or combine
+    unlike its training.
+    """
+    hparams = dict(hparams)
+    for key, off in RETIRED_OFF.items():
+        value = hparams.pop(key, off)
+        if value != off and (key != "ensemble_rule" or hparams.get("experts")):
+            raise SdcError(f"{source}: {key} is {value!r}, which this version of sdc does not have")
+    hparams["frontend"] = dict(hparams["frontend"])
+    _refuse_retired(hparams["frontend"], "", source)
+    net = hparams["net"] = dict(hparams["net"])
+    if net.get("_target_") == "sdc.models.cnn.DigitCNN":
+        # Saved before the option existed: the CNN flattened its map.
+        net.setdefault("time_pooling", "none")
+    experts = {}
+    for name, expert in (hparams.get("experts") or {}).items():
+        expert = {**expert, "frontend": dict(expert["frontend"])}
+        _refuse_retired(expert["frontend"], f"experts.{name}.", source)
+        experts[name] = expert
+    if experts:
+        hparams["experts"] = experts
+    return hparams
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint's dictionary, loaded without running pickled code; SdcError if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise SdcError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for a file that is not a checkpoint
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SdcError(f"{path}: not a loadable checkpoint ({reason[:200]})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise SdcError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or not {"net", "frontend", "labels"} <= hparams.keys():
+        raise SdcError(f"{path}: not an sdc checkpoint (hyper_parameters lack net/frontend/labels)")
+    checkpoint["hyper_parameters"] = upgrade(hparams, path)
+    return checkpoint
+
+
+def read_model_info(path: str | Path) -> ModelInfo:
+    return ModelInfo.from_hparams(read_checkpoint(path)["hyper_parameters"])
+
+
+def load_classifier(
+    path: str | Path, map_location: str | torch.device = "cpu", **overrides: Any
+) -> DigitClassifier:
+    """The trained `DigitClassifier` of a checkpoint, in eval mode; `overrides` replace its
+    hyperparameters that change no weight (`test_time_speeds`)."""
+    # Imported here so that reading metadata, and the ONNX path, never import Lightning.
+    from sdc.training.module import DigitClassifier
+
+    checkpoint = read_checkpoint(path, map_location)
+    try:
+        model = DigitClassifier(**{**checkpoint["hyper_parameters"], **overrides})
+        model.load_state_dict(checkpoint["state_dict"])
+    except Exception as err:  # a config or weights that do not fit this version of sdc
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SdcError(f"{path}: cannot rebuild the model ({reason[:200]})") from None
+    return model.to(map_location).eval()

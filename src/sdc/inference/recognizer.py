@@ -1,0 +1,290 @@
+"""Checkpoint (or exported model) in, a `Recognizer` out: the one object that predict,
+transcribe, listen and export go through.
+
+A recognizer is a backend that turns waveform windows into logits (PyTorch, ONNX Runtime or
+TorchScript) plus the model's `ModelInfo` (labels, sample rate, window). Around it sit the
+steps every use shares: read and resample audio, find the speech, place it in the window the way
+evaluation does (centred, zero padding), classify, and say "no digit" below the threshold.
+
+The ONNX path imports neither Lightning nor Hydra: `sdc.inference.checkpoint` loads the
+Lightning module only when a checkpoint is opened.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from sdc.audio.io import read_audio
+from sdc.audio.vad import VadConfig, find_speech
+from sdc.audio.window import centre_recording
+from sdc.errors import SdcError
+from sdc.inference.checkpoint import METADATA_KEY, ModelInfo
+
+if TYPE_CHECKING:
+    from sdc.training.module import DigitClassifier
+
+DEFAULT_THRESHOLD = 0.6
+SEGMENT_PADDING_SECONDS = 0.05
+"""Audio kept either side of a found segment when it is classified: the VAD cuts close."""
+
+Backend = Callable[[np.ndarray], np.ndarray]
+"""Windows (B, window) float32 -> logits (B, n_classes)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One file's (or one segment's) answer. `label` is None for "no digit"."""
+
+    label: str | None
+    confidence: float
+    top: list[tuple[str, float]]
+    speech: bool
+    start: float = 0.0
+    end: float = 0.0
+    """Seconds: where the classified speech lies in the recording."""
+    file: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    segments: list[Prediction] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The digits said, in order; segments below the threshold are left out."""
+        return "".join(s.label for s in self.segments if s.label is not None)
+
+
+def _torch_backend(model: torch.nn.Module) -> Backend:
+    model.eval()
+
+    def run(windows: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(windows)).float().numpy()
+
+    return run
+
+
+class Recognizer:
+    """Classifies digits in waveforms and files with any backend; see the module docstring."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        info: ModelInfo,
+        threshold: float = DEFAULT_THRESHOLD,
+        vad: VadConfig | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise SdcError(f"threshold: expected a probability in [0, 1], got {threshold}")
+        self.backend = backend
+        self.info = info
+        self.threshold = threshold
+        self.vad = vad or VadConfig()
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs: object) -> Recognizer:
+        from sdc.inference.checkpoint import load_classifier
+
+        return cls.from_module(load_classifier(path), **kwargs)
+
+    @classmethod
+    def from_module(cls, model: DigitClassifier, **kwargs: object) -> Recognizer:
+        """A trained `DigitClassifier` in memory, as after training or in a notebook."""
+        # Batch norm folded into the convolutions: the same logits, a fifth faster on a CPU.
+        model = model.for_inference()
+        info = ModelInfo.from_hparams(dict(model.hparams))
+        return cls(_torch_backend(model), info, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, **kwargs: object) -> Recognizer:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise SdcError("onnxruntime is not installed: pip install 'sdc[export]'") from None
+        path = Path(path)
+        if not path.is_file():
+            raise SdcError(f"{path}: no such ONNX model")
+        try:
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own types for a bad file
+            raise SdcError(f"{path}: not a loadable ONNX model ({str(err)[:200]})") from None
+        meta = session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise SdcError(f"{path}: not an sdc model (no {METADATA_KEY} in its metadata)")
+        info = ModelInfo.from_json(meta[METADATA_KEY], path)
+        input_name = session.get_inputs()[0].name
+
+        def run(windows: np.ndarray) -> np.ndarray:
+            return session.run(None, {input_name: windows})[0]
+
+        return cls(run, info, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_torchscript(cls, path: str | Path, **kwargs: object) -> Recognizer:
+        path = Path(path)
+        if not path.is_file():
+            raise SdcError(f"{path}: no such TorchScript model")
+        files = {METADATA_KEY: ""}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # see sdc.inference.export
+                model = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+        except Exception as err:  # torch raises several types for a bad archive
+            raise SdcError(f"{path}: not a loadable TorchScript model ({str(err)[:200]})") from None
+        if not files[METADATA_KEY]:
+            raise SdcError(f"{path}: not an sdc model (no {METADATA_KEY} inside)")
+        info = ModelInfo.from_json(files[METADATA_KEY], path)
+        return cls(_torch_backend(model), info, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs: object) -> Recognizer:
+        """By suffix: `.onnx` (ONNX Runtime), `.pt`/`.ts` (TorchScript), else a checkpoint."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".onnx":
+            return cls.from_onnx(path, **kwargs)
+        if suffix in (".pt", ".ts"):
+            return cls.from_torchscript(path, **kwargs)
+        return cls.from_checkpoint(path, **kwargs)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.info.sample_rate
+
+    @property
+    def window(self) -> int:
+        return self.info.window
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.info.labels
+
+    def classify(self, windows: npt.ArrayLike) -> np.ndarray:
+        """Class probabilities (B, n_classes) of waveform windows (B, window)."""
+        windows = np.asarray(windows, dtype=np.float32)
+        if windows.ndim != 2 or windows.shape[1] != self.window:
+            raise ValueError(f"expected windows of shape (B, {self.window}), got {windows.shape}")
+        logits = [
+            self.backend(np.ascontiguousarray(windows[i : i + self.batch_size]))
+            for i in range(0, len(windows), self.batch_size)
+        ]
+        if not logits:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        stacked = np.concatenate(logits).astype(np.float64)
+        stacked -= stacked.max(axis=1, keepdims=True)
+        probs = np.exp(stacked)
+        return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def centred(self, clip: npt.ArrayLike) -> np.ndarray:
+        """A clip placed in the middle of the window (cropped if longer), as evaluation does,
+        less its DC offset (`centre_recording`)."""
+        return centre_recording(clip, self.window)
+
+    def segment_window(self, wave: np.ndarray, start: int, end: int) -> np.ndarray:
+        """The window for the speech in wave[start:end], with a little padding, centred."""
+        pad = round(SEGMENT_PADDING_SECONDS * self.sample_rate)
+        return self.centred(wave[max(0, start - pad) : min(len(wave), end + pad)])
+
+    def answer(self, probs: np.ndarray, start: int, end: int) -> Prediction:
+        """The answer for one window's probabilities; `start`/`end` in samples of its source."""
+        order = np.argsort(-probs)[:3]
+        top = [(self.labels[i], float(probs[i])) for i in order]
+        label, confidence = top[0]
+        return Prediction(
+            label=label if confidence >= self.threshold else None,
+            confidence=confidence,
+            top=top,
+            speech=True,
+            start=start / self.sample_rate,
+            end=end / self.sample_rate,
+        )
+
+    def _no_speech(self, length: int) -> Prediction:
+        return Prediction(None, 0.0, [], speech=False, end=length / self.sample_rate)
+
+    def _clip_window(self, wave: np.ndarray) -> tuple[np.ndarray, int, int] | None:
+        """The window to classify a one-digit recording by, or None when it holds no speech.
+
+        A clip that fits the window is centred whole, as in training and evaluation; speech is
+        looked for in that window, so a clip trimmed tight around its word still counts as
+        speech. In a longer recording the window goes around the speech instead of the middle:
+        all of it when it fits, else its loudest utterance.
+        """
+        if len(wave) <= self.window:
+            window = self.centred(wave)
+            if len(find_speech(window, self.sample_rate, self.vad)) == 0:
+                return None
+            return window, 0, len(wave)
+        segments = find_speech(wave, self.sample_rate, self.vad)
+        if len(segments) == 0:
+            return None
+        start, end = int(segments[0, 0]), int(segments[-1, 1])
+        if end - start > self.window:
+            power = np.square(wave.astype(np.float64))
+            cumulative = np.concatenate([[0.0], np.cumsum(power)])
+            energy = cumulative[segments[:, 1]] - cumulative[segments[:, 0]]
+            start, end = (int(v) for v in segments[int(np.argmax(energy))])
+        return self.segment_window(wave, start, end), start, end
+
+    def predict_waves(self, waves: Sequence[np.ndarray]) -> list[Prediction]:
+        """One answer per one-digit recording at the model's sample rate, classified in batches."""
+        placed = [self._clip_window(np.asarray(w, dtype=np.float32)) for w in waves]
+        found = [p for p in placed if p is not None]
+        probs = iter(self.classify(np.stack([w for w, _, _ in found])) if found else [])
+        return [
+            self._no_speech(len(wave)) if p is None else self.answer(next(probs), p[1], p[2])
+            for wave, p in zip(waves, placed, strict=True)
+        ]
+
+    def read(self, path: str | Path) -> np.ndarray:
+        """A file as a mono float32 array at the model's rate (SdcError naming it if unreadable)."""
+        return read_audio(path, self.sample_rate).numpy()
+
+    def predict_files(self, paths: Iterable[str | Path]) -> list[Prediction]:
+        """One answer per file; a file that cannot be read gets an `error` and the rest go on."""
+        paths = [Path(p) for p in paths]
+        waves: dict[int, np.ndarray] = {}
+        errors: dict[int, str] = {}
+        for i, path in enumerate(paths):
+            try:
+                waves[i] = self.read(path)
+            except SdcError as err:
+                errors[i] = str(err)
+        answers = dict(zip(waves, self.predict_waves(list(waves.values())), strict=True))
+        return [
+            Prediction(None, 0.0, [], False, file=str(p), error=errors[i])
+            if i in errors
+            else _with_file(answers[i], str(p))
+            for i, p in enumerate(paths)
+        ]
+
+    def transcribe(self, wave: npt.ArrayLike) -> Transcript:
+        """The digits in a recording at the model's rate: one segment per utterance found."""
+        wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+        segments = find_speech(wave, self.sample_rate, self.vad)
+        if len(segments) == 0:
+            return Transcript([])
+        windows = np.stack([self.segment_window(wave, int(s), int(e)) for s, e in segments])
+        probs = self.classify(windows)
+        return Transcript(
+            [self.answer(p, int(s), int(e)) for p, (s, e) in zip(probs, segments, strict=True)]
+        )
+
+    def transcribe_file(self, path: str | Path) -> Transcript:
+        transcript = self.transcribe(self.read(path))
+        return Transcript([_with_file(s, str(path)) for s in transcript.segments])
+
+
+def _with_file(prediction: Prediction, file: str) -> Prediction:
+    return Prediction(**{**prediction.__dict__, "file": file})

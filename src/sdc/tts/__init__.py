@@ -1,1 +1,0 @@
-"""Speech synthesis: more voices for training than a dataset has."""
