@@ -9,34 +9,28 @@ import pytest
 import torch
 import torchaudio
 
-from sdc.audio.augment import (
-    AugmentConfig,
-    Endpointing,
-    Gain,
-    GaussianNoise,
-    Microphone,
-    OffsetCut,
-    OnsetCut,
-    PitchShift,
-    RandomPlacement,
-    Resamplers,
-    Reverb,
-    SpeedPerturb,
-    TimeStretch,
-    WaveformAugment,
-    cut_offsets,
-    cut_onsets,
-    endpoint,
-    microphone_response,
-    phase_vocoder_stretch,
-    reverberate,
-    speed_change,
-    synthetic_rir,
-)
+from sdc.audio.augment.chain import AugmentConfig, Gain, RandomPlacement, WaveformAugment
+from sdc.audio.augment.cuts import Endpointing, OnsetCut, cut_onsets, endpoint
+from sdc.audio.augment.microphone import Microphone, microphone_response
+from sdc.audio.augment.noise import GaussianNoise
+from sdc.audio.augment.resample import PitchShift, Resamplers, SpeedPerturb, speed_change
+from sdc.audio.augment.reverb import Reverb, reverberate, synthetic_rir
+from sdc.audio.augment.vocoder import TimeStretch, phase_vocoder_stretch
 from sdc.audio.window import fit_to_window
 from sdc.errors import SdcError
 
 SR = 8000
+
+
+def only(**steps: object) -> AugmentConfig:
+    """The chain with every step off but `steps` (the defaults are the write-up's recipe)."""
+    off = {
+        "pitch_shift": PitchShift(p=0.0),
+        "time_stretch": TimeStretch(p=0.0),
+        "placement": RandomPlacement(p=0.0),
+        "noise": GaussianNoise(p=0.0),
+    }
+    return AugmentConfig(**{**off, **steps})
 
 
 def tone(freq: float, seconds: float = 1.0) -> torch.Tensor:
@@ -167,17 +161,17 @@ def batch_of_clips(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_all_augmentations_off_is_the_centred_window() -> None:
     waves, lengths = batch_of_clips()
-    augment = WaveformAugment(AugmentConfig(), SR, window=5000)
+    augment = WaveformAugment(only(), SR, window=5000)
     assert torch.equal(augment(waves, lengths), fit_to_window(waves, lengths, 5000))
 
 
 @pytest.mark.parametrize(
     "config",
     [
-        AugmentConfig(pitch_shift=PitchShift(p=1.0)),
-        AugmentConfig(time_stretch=TimeStretch(p=1.0)),
-        AugmentConfig(placement=RandomPlacement(p=1.0)),
-        AugmentConfig(noise=GaussianNoise(p=1.0)),
+        only(pitch_shift=PitchShift(p=1.0)),
+        only(time_stretch=TimeStretch(p=1.0)),
+        only(placement=RandomPlacement(p=1.0)),
+        only(noise=GaussianNoise(p=1.0)),
     ],
     ids=["pitch", "stretch", "placement", "noise"],
 )
@@ -193,7 +187,7 @@ def test_each_augmentation_changes_the_clips_and_keeps_the_shape(config: Augment
 
 def test_noise_covers_the_padding() -> None:
     waves, lengths = batch_of_clips()
-    config = AugmentConfig(noise=GaussianNoise(p=1.0, std=(0.01, 0.01)))
+    config = only(noise=GaussianNoise(p=1.0, std=(0.01, 0.01)))
     out = WaveformAugment(config, SR, window=5000)(waves, lengths)
     clean = fit_to_window(waves, lengths, 5000)
     padding = clean == 0
@@ -202,7 +196,7 @@ def test_noise_covers_the_padding() -> None:
 
 def test_placement_is_random_only_with_probability() -> None:
     waves, lengths = batch_of_clips(40)
-    out = WaveformAugment(AugmentConfig(placement=RandomPlacement(p=0.0)), SR, 5000)(waves, lengths)
+    out = WaveformAugment(only(placement=RandomPlacement(p=0.0)), SR, 5000)(waves, lengths)
     assert torch.equal(out, fit_to_window(waves, lengths, 5000))
 
 
@@ -213,11 +207,11 @@ def clip_power(wave: torch.Tensor) -> float:
 @pytest.mark.parametrize(
     "config",
     [
-        AugmentConfig(speed=SpeedPerturb(p=1.0)),
-        AugmentConfig(reverb=Reverb(p=1.0)),
-        AugmentConfig(microphone=Microphone(p=1.0)),
-        AugmentConfig(gain=Gain(p=1.0, db=(3.0, 6.0))),
-        AugmentConfig(noise=GaussianNoise(p=1.0, snr_db=(0.0, 20.0))),
+        only(speed=SpeedPerturb(p=1.0)),
+        only(reverb=Reverb(p=1.0)),
+        only(microphone=Microphone(p=1.0)),
+        only(gain=Gain(p=1.0, db=(3.0, 6.0))),
+        only(noise=GaussianNoise(p=1.0, snr_db=(0.0, 20.0))),
     ],
     ids=["speed", "reverb", "microphone", "gain", "snr-noise"],
 )
@@ -233,7 +227,7 @@ def test_new_steps_change_the_clips_and_keep_the_shape(config: AugmentConfig) ->
 @pytest.mark.parametrize("factor", [0.9, 1.1])
 def test_speed_changes_pitch_and_duration_together(factor: float) -> None:
     wave = tone(440.0).unsqueeze(0)
-    config = AugmentConfig(speed=SpeedPerturb(p=1.0, factor=(factor, factor)))
+    config = only(speed=SpeedPerturb(p=1.0, factor=(factor, factor)))
     out = WaveformAugment(config, SR, window=2 * SR)(wave, torch.tensor([SR]))
     audible = torch.nonzero(out[0].abs() > 0.05).squeeze(1)
     clip = out[0, int(audible.min()) : int(audible.max()) + 1]
@@ -244,11 +238,11 @@ def test_speed_changes_pitch_and_duration_together(factor: float) -> None:
 def test_gain_is_exact_in_decibels() -> None:
     waves, lengths = batch_of_clips()
     clean = fit_to_window(waves, lengths, 5000)
-    fixed = AugmentConfig(gain=Gain(p=1.0, db=(-7.5, -7.5)))
+    fixed = only(gain=Gain(p=1.0, db=(-7.5, -7.5)))
     out = WaveformAugment(fixed, SR, window=5000)(waves, lengths)
     for o, c in zip(out, clean, strict=True):
         assert 10 * math.log10(clip_power(o) / clip_power(c)) == pytest.approx(-7.5, abs=0.1)
-    drawn = AugmentConfig(gain=Gain(p=1.0, db=(-12.0, 6.0)))
+    drawn = only(gain=Gain(p=1.0, db=(-12.0, 6.0)))
     out = WaveformAugment(drawn, SR, window=5000)(waves, lengths)
     measured = [
         10 * math.log10(clip_power(o) / clip_power(c)) for o, c in zip(out, clean, strict=True)
@@ -261,7 +255,7 @@ def test_gain_is_exact_in_decibels() -> None:
 def test_noise_snr_is_relative_to_each_clip(snr: float) -> None:
     waves, lengths = batch_of_clips()
     waves = waves * torch.linspace(0.05, 1.0, 6).unsqueeze(1)  # very different loudness
-    config = AugmentConfig(noise=GaussianNoise(p=1.0, snr_db=(snr, snr)))
+    config = only(noise=GaussianNoise(p=1.0, snr_db=(snr, snr)))
     out = WaveformAugment(config, SR, window=5000)(waves, lengths)
     clean = fit_to_window(waves, lengths, 5000)
     for o, c, length in zip(out, clean, lengths.tolist(), strict=True):
@@ -292,7 +286,7 @@ def test_reverb_lengthens_the_decay_and_keeps_loudness() -> None:
 
 def test_reverb_tail_never_pushes_the_clip_out_of_the_window() -> None:
     wave = tone(300.0, 3900 / SR).unsqueeze(0)
-    config = AugmentConfig(reverb=Reverb(p=1.0, rt60=(0.5, 0.5)))
+    config = only(reverb=Reverb(p=1.0, rt60=(0.5, 0.5)))
     out = WaveformAugment(config, SR, window=4000)(wave, torch.tensor([3900]))
     # The tail fills only the 100 samples left: the clip's onset is still at the window's start.
     assert out.shape == (1, 4000)
@@ -340,12 +334,12 @@ def test_microphone_colours_a_clip_and_keeps_its_power() -> None:
     low, high = tone(250.0, 0.5), tone(2000.0, 0.5)
     wave = torch.zeros(1, 5000)
     wave[0, :4000] = low + high
-    config = AugmentConfig(
+    config = only(
         microphone=Microphone(
             p=1.0,
             tilt_db=(3.0, 3.0),
             bass_cut_hz=(1.0, 1.0),
-            treble_cut_hz=(1e6, 1e6),
+            treble_cut_hz=(1e5, 1e5),
             peaks=0,
         )
     )
@@ -363,7 +357,7 @@ def test_microphone_is_drawn_per_clip() -> None:
     torch.manual_seed(0)
     waves = torch.randn(1, 3000).repeat(4, 1) * 0.1  # one broadband clip, four times
     lengths = torch.full((4,), 3000)
-    config = AugmentConfig(microphone=Microphone(p=1.0))
+    config = only(microphone=Microphone(p=1.0))
     out = WaveformAugment(config, SR, window=3000)(waves, lengths)
     assert torch.isfinite(out).all()
     # Each clip's response in dB, in 30 bands of 50 bins: no two clips share one.
@@ -413,7 +407,7 @@ def test_endpointing_judges_each_clip_by_its_own_loudness_and_length() -> None:
 def test_endpointing_in_the_chain_is_the_cut_clip_in_the_window() -> None:
     clip = stepped_clip([0.01, 1.0, 0.01])
     lengths = torch.tensor([len(clip)])
-    config = AugmentConfig(trim=Endpointing(p=1.0, threshold_db=(-20.0, -20.0)))
+    config = only(trim=Endpointing(p=1.0, threshold_db=(-20.0, -20.0)))
     out = WaveformAugment(config, SR, window=5000)(clip.unsqueeze(0), lengths)
     cut, cut_lengths = endpoint(clip.unsqueeze(0), lengths, torch.tensor([-20.0]), SR)
     assert cut_lengths.tolist() == [int(0.1 * SR)]
@@ -444,46 +438,10 @@ def test_the_onset_cut_leaves_at_least_half_of_a_clip() -> None:
     assert torch.equal(out[0, : lengths[0]], clip[len(clip) // 2 :])
 
 
-def test_the_offset_cut_ends_each_clip_its_own_time_before_its_own_offset() -> None:
-    # The sound, then 0.1 s of tail 30 dB down (below the offset's -20 dB) in the first clip.
-    step = int(0.1 * SR)
-    first = stepped_clip([1.0, 1.0, 1.0, 0.03])
-    second = stepped_clip([0.1, 0.1, 0.1, 1.0])  # ends on its loudest: offset at its end
-    waves = torch.zeros(2, len(first))
-    waves[0, : len(first)] = first
-    waves[1] = second
-    lengths = torch.tensor([len(first), len(second)])
-    out, new_lengths = cut_offsets(waves, lengths, torch.tensor([0.05, 0.02]), SR)
-    first_end, second_end = 3 * step - int(0.05 * SR), len(second) - int(0.02 * SR)
-    assert new_lengths.tolist() == [first_end, second_end]
-    assert torch.equal(out[0, :first_end], first[:first_end])
-    assert torch.equal(out[1, :second_end], second[:second_end])
-    assert not out[0, first_end:].any() and not out[1, second_end:].any()
-
-
-def test_the_offset_cut_leaves_at_least_half_of_a_clip() -> None:
-    clip = tone(400.0, 0.1)
-    out, lengths = cut_offsets(
-        clip.unsqueeze(0), torch.tensor([len(clip)]), torch.tensor([1.0]), SR
-    )
-    assert lengths.tolist() == [len(clip) - len(clip) // 2]
-    assert torch.equal(out[0, : lengths[0]], clip[: lengths[0]])
-
-
-def test_the_offset_cut_in_the_chain_is_the_cut_clip_in_the_window() -> None:
-    clip = stepped_clip([0.5, 1.0, 0.01])
-    lengths = torch.tensor([len(clip)])
-    config = AugmentConfig(offset_cut=OffsetCut(p=1.0, seconds=(0.03, 0.03)))
-    out = WaveformAugment(config, SR, window=5000)(clip.unsqueeze(0), lengths)
-    end = 2 * int(0.1 * SR) - int(0.03 * SR)
-    expected = fit_to_window(clip[:end].unsqueeze(0), torch.tensor([end]), 5000)
-    assert torch.equal(out, expected)
-
-
 def test_the_onset_cut_in_the_chain_is_the_cut_clip_in_the_window() -> None:
     clip = stepped_clip([0.01, 1.0, 0.5])
     lengths = torch.tensor([len(clip)])
-    config = AugmentConfig(onset_cut=OnsetCut(p=1.0, seconds=(0.03, 0.03)))
+    config = only(onset_cut=OnsetCut(p=1.0, seconds=(0.03, 0.03)))
     out = WaveformAugment(config, SR, window=5000)(clip.unsqueeze(0), lengths)
     start = int(0.1 * SR) + int(0.03 * SR)
     expected = fit_to_window(clip[start:].unsqueeze(0), torch.tensor([len(clip) - start]), 5000)

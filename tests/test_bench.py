@@ -1,4 +1,4 @@
-"""`sdc.lab.bench` runs end to end on tiny data (its figures are checked by `make bench`, not here)."""
+"""`sdc.lab.bench` runs end to end on tiny data (`make bench` checks its figures, not here)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from sdc.lab.bench import bench, bench_devices, isolated, markdown, measure_epoch
 from sdc.errors import SdcError
+from sdc.lab.bench import bench, bench_devices, isolated, markdown, measure_epoch
 
 
 @pytest.mark.slow

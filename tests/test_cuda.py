@@ -26,7 +26,7 @@ CUDA = torch.device("cuda")
 
 
 def test_best_recipes_augmentation_runs_on_the_gpu(make_cfg: Callable[..., DictConfig]) -> None:
-    cfg = make_cfg("experiment=best_mfcc", "data.synthetic.voices=0")
+    cfg = make_cfg("experiment=from_scratch", "data.synthetic.voices=0")
     augment = instantiate(cfg.data).augment
     torch.manual_seed(0)
     waves = torch.randn(32, 6000, device=CUDA) * 0.1
@@ -73,7 +73,7 @@ def test_mixed_precision_training_on_the_gpu_leaves_a_checkpoint_for_the_cpu(
     best, metrics = train_checkpoint(
         tiny_fsdd,
         tmp_path / "run",
-        "experiment=best_mfcc",
+        "experiment=from_scratch",
         "trainer=gpu",
         "data.synthetic.voices=0",
         "trainer.max_epochs=3",

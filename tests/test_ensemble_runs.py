@@ -18,14 +18,14 @@ from torch.nn.utils.rnn import pad_sequence
 
 from conftest import compose_cfg
 from sdc.audio.window import fit_to_window
-from sdc.inference.checkpoint import load_classifier
+from sdc.errors import SdcError
 from sdc.evaluation.ensemble import CHECKPOINT, combine
 from sdc.evaluation.ensemble import main as ensemble_main
-from sdc.errors import SdcError
-from sdc.inference.recognizer import Recognizer
-from sdc.training.module import DigitClassifier, multiply_probabilities
-from sdc.lab.results import recipe
 from sdc.evaluation.robustness import best_checkpoint, run_test_clips
+from sdc.inference.checkpoint import load_classifier
+from sdc.inference.recognizer import Recognizer
+from sdc.lab.results import recipe
+from sdc.training.module import DigitClassifier
 from sdc.training.train import train
 
 QUICK = ("trainer.max_epochs=1", "data.batch_size=16", "optim.lr=3e-3")
@@ -38,7 +38,7 @@ def runs(tiny_fsdd: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     made = {}
     for name, overrides in {
         "mfcc": ("seed=1",),
-        "logmel": ("seed=1", "features=logmel"),
+        "mfcc20": ("seed=1", "features=mfcc_speech_cmvn"),
         "other_split": ("seed=2",),
     }.items():
         run = tmp_path_factory.mktemp(name)
@@ -56,7 +56,7 @@ def test_runs_become_one_model_that_averages_them(
 ) -> None:
     out = tmp_path / "ensemble"
     ensemble_main(
-        [str(runs["mfcc"]), str(runs["logmel"]), "--out", str(out), "--weights", "2", "1"]
+        [str(runs["mfcc"]), str(runs["mfcc20"]), "--out", str(out), "--weights", "2", "1"]
     )
     assert "test accuracy" in capsys.readouterr().out
 
@@ -64,7 +64,7 @@ def test_runs_become_one_model_that_averages_them(
     assert len(model.members) == 2 and model.weights == [1.0, 0.5]
     lightning = DigitClassifier.load_from_checkpoint(out / CHECKPOINT, map_location="cpu")
     assert lightning.weights == [1.0, 0.5]
-    members = [load_classifier(best_checkpoint(runs[name])) for name in ("mfcc", "logmel")]
+    members = [load_classifier(best_checkpoint(runs[name])) for name in ("mfcc", "mfcc20")]
     windows = torch.randn(4, model.window) * 0.05
     with torch.no_grad():
         expected = (2 * members[0](windows).softmax(-1) + members[1](windows).softmax(-1)) / 3
@@ -79,36 +79,17 @@ def test_runs_become_one_model_that_averages_them(
     with torch.no_grad():
         accuracy = float((model(centred).argmax(-1) == torch.tensor(labels)).float().mean())
     assert metrics["test_acc"] == pytest.approx(accuracy)
-    assert metrics["rule"] == "mean"
     assert (out / "split.csv").read_text() == (runs["mfcc"] / "split.csv").read_text()
     assert best_checkpoint(out) == out / CHECKPOINT, "a run folder like any other"
     saved = OmegaConf.load(out / ".hydra" / "config.yaml")
     first = OmegaConf.load(runs["mfcc"] / ".hydra" / "config.yaml")
     assert recipe(saved) != recipe(first), "never taken for the first run's recipe"
-    assert saved.experts.member1.weight == 0.5 and saved.experts.member1.features.kind == "logmel"
+    assert saved.experts.member1.weight == 0.5 and saved.experts.member1.features.n_mfcc == 20
     assert Recognizer.load(out / CHECKPOINT).labels == tuple(model.labels)
 
 
-def test_runs_may_be_combined_by_the_product_of_their_probabilities(
-    runs: dict[str, Path], tmp_path: Path
-) -> None:
-    out = tmp_path / "ensemble"
-    ensemble_main([str(runs["mfcc"]), str(runs["logmel"]), "--out", str(out), "--rule", "product"])
-    model = load_classifier(out / CHECKPOINT)
-    assert model.hparams["ensemble_rule"] == "product"
-    members = [load_classifier(best_checkpoint(runs[name])) for name in ("mfcc", "logmel")]
-    windows = torch.randn(4, model.window) * 0.05
-    with torch.no_grad():
-        expected = multiply_probabilities([m(windows) for m in members])
-        torch.testing.assert_close(model(windows), expected)
-    assert json.loads((out / "metrics.json").read_text())["rule"] == "product"
-    assert OmegaConf.load(out / ".hydra" / "config.yaml").ensemble_rule == "product"
-    with pytest.raises(SdcError, match=r"^--rule: expected one of mean, product, got 'max'$"):
-        combine([members[0], members[1]], [1.0, 1.0], "max")
-
-
 def test_robustness_may_be_left_unmeasured(runs: dict[str, Path], tmp_path: Path) -> None:
-    pair = [str(runs["mfcc"]), str(runs["logmel"])]
+    pair = [str(runs["mfcc"]), str(runs["mfcc20"])]
     full, clean = tmp_path / "full", tmp_path / "clean"
     ensemble_main([*pair, "--out", str(full)])
     ensemble_main([*pair, "--out", str(clean), "--no-robustness"])
@@ -142,7 +123,7 @@ def test_nothing_is_overwritten(
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
     with pytest.raises(SystemExit):
-        ensemble_main([str(runs["mfcc"]), str(runs["logmel"]), "--out", str(out)])
+        ensemble_main([str(runs["mfcc"]), str(runs["mfcc20"]), "--out", str(out)])
     assert "not empty" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
 
@@ -164,7 +145,7 @@ def test_the_command_reads_run_configs_as_hydra_saved_them(
 ) -> None:
     """In a fresh process, with the data root an interpolation, as in a CLI run's config."""
     copies = []
-    for name in ("mfcc", "logmel"):
+    for name in ("mfcc", "mfcc20"):
         copy = tmp_path / name
         shutil.copytree(runs[name], copy)
         config = OmegaConf.load(copy / ".hydra" / "config.yaml")

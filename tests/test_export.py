@@ -19,8 +19,8 @@ from omegaconf import DictConfig
 
 from conftest import SAMPLE_RATE, digit_tone
 from sdc.audio.window import fit_to_window
-from sdc.inference.checkpoint import load_classifier, read_model_info
 from sdc.errors import SdcError
+from sdc.inference.checkpoint import load_classifier, read_model_info
 from sdc.inference.export import PARITY_TOLERANCE, export_onnx, export_torchscript, parity
 from sdc.inference.export import main as export_main
 from sdc.inference.recognizer import Recognizer

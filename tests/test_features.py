@@ -111,12 +111,11 @@ def test_speech_normalization_ignores_the_padding_and_the_level() -> None:
     assert (wide_utterance(longer)[..., speech] - utterance).abs().max() > 0.1
 
 
-@pytest.mark.parametrize("kind", ["mfcc", "logmel"])
-def test_features_stay_float32_under_mixed_precision(kind: str) -> None:
+def test_features_stay_float32_under_mixed_precision() -> None:
     """Mixed precision is for the network: in float16 a loud frame's mel power overflows and
     the features would differ from the ones the exported model computes."""
     torch.manual_seed(0)
-    frontend = MfccFrontend(kind=kind, normalize="speech").eval()
+    frontend = MfccFrontend(normalize="speech").eval()
     windows = torch.randn(4, 18400) * 0.5
     plain = frontend(windows)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -12,8 +12,8 @@ import soundfile as sf
 import torch
 
 from conftest import SAMPLE_RATE, digit_tone
-from sdc.inference.checkpoint import load_classifier, read_model_info
 from sdc.errors import SdcError
+from sdc.inference.checkpoint import load_classifier, read_model_info
 from sdc.inference.recognizer import Recognizer
 from sdc.inference.stream import StreamListener, listen, pcm_chunks
 

@@ -14,8 +14,8 @@ import torch
 
 from conftest import QUICK_FSDD, evaluate_cfg, train_checkpoint
 from sdc.audio.window import fit_to_window
-from sdc.inference.checkpoint import load_classifier
 from sdc.evaluation.evaluate import evaluate
+from sdc.inference.checkpoint import load_classifier
 from sdc.inference.export import PARITY_TOLERANCE, export_onnx
 from sdc.inference.recognizer import Recognizer
 from sdc.inference.stream import listen

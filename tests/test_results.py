@@ -16,8 +16,15 @@ from omegaconf import OmegaConf, open_dict
 import sdc.lab.results
 from sdc.config import config_dir
 from sdc.errors import SdcError
-from sdc.lab.results import check_conditions, ensemble_rows, new_attempt, recipe, results
 from sdc.evaluation.robustness import best_checkpoint, evaluate_run
+from sdc.lab.results import (
+    check_conditions,
+    compose_trial,
+    ensemble_rows,
+    new_attempt,
+    recipe,
+    results,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -142,18 +149,18 @@ def refuse(*args: object, **kwargs: object) -> None:
 
 
 def pair_cfg(tiny_fsdd: Path, out: Path, *overrides: str):
-    """A table of `baseline` and `pair` (baseline and best_bcresnet, weights 2 and 1), random
+    """A table of `baseline` and `pair` (baseline and from_scratch, weights 2 and 1), random
     split only, with `overrides` for every run."""
     cfg = results_cfg(
         tiny_fsdd,
         out,
         "results.rows=[baseline,pair]",
         "results.protocols=[random]",
-        "+results.ensembles.pair.members=[baseline,best_bcresnet]",
+        "+results.ensembles.pair.members=[baseline,from_scratch]",
         "+results.ensembles.pair.weights=[2,1]",
     )
     with open_dict(cfg):
-        # best_bcresnet's synthetic voices need espeak-ng; its other steps run as they are.
+        # from_scratch's synthetic voices need espeak-ng; its other steps run as they are.
         cfg.results.overrides += ["data.synthetic.voices=0", *overrides]
     return cfg
 
@@ -166,7 +173,7 @@ def pair_members(tiny_fsdd: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     out = tmp_path_factory.mktemp("pair_members") / "results"
     cfg = pair_cfg(tiny_fsdd, out)
     with open_dict(cfg):
-        cfg.results.rows = ["baseline", "best_bcresnet"]
+        cfg.results.rows = ["baseline", "from_scratch"]
         cfg.results.robustness_protocols = []
     results(cfg)
     return out
@@ -193,7 +200,7 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
             _seed(metrics.parent): metrics.parent
             for metrics in out.glob(f"sweeps/{name}/random/*/*/metrics.json")
         }
-        for name in ("baseline", "best_bcresnet")
+        for name in ("baseline", "from_scratch")
     }
     cell = payload["table"]["pair"]["random"]
     assert cell["test_acc"]["n"] == 2
@@ -207,7 +214,7 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
         assert (folder / "robustness.json").is_file()
     table = (out / "results.md").read_text()
     assert "| `pair` |" in table
-    assert "`pair` averages the class probabilities of `baseline` and `best_bcresnet`" in table
+    assert "`pair` averages the class probabilities of `baseline` and `from_scratch`" in table
     assert "(weights 2, 1)" in table
 
     # Built once: a second table reuses the members' trials and the ensembles.
@@ -231,40 +238,20 @@ def test_an_ensemble_row_averages_its_members_trials_seed_by_seed(
         (out / "results.md").read_text()
     )
 
-    # Ensembles built before rules existed were all means: one whose metrics name no rule is
-    # the mean row's.
-    for trial in cell["trials"]:
-        metrics_file = Path(trial["folder"]) / "metrics.json"
-        saved = json.loads(metrics_file.read_text())
-        assert saved.pop("rule") == "mean"
-        metrics_file.write_text(json.dumps(saved))
-    assert results(cfg)["table"]["pair"]["random"]["trials"] == cell["trials"]
-
     # Other weights are another ensemble, built beside the first.
     with open_dict(cfg):
         cfg.results.ensembles.pair.weights = None
     with pytest.raises(AssertionError, match="combine again"):
         results(cfg)
 
-    # So is another rule: the same members' trials, multiplied.
-    monkeypatch.undo()
-    monkeypatch.setattr(sdc.lab.results, "run_sweep", refuse)
+    # An ensemble that an earlier version combined by another rule is never taken for this one.
     with open_dict(cfg):
         cfg.results.ensembles.pair.weights = [2, 1]
-        cfg.results.ensembles.pair.rule = "product"
-    product = results(cfg)["table"]["pair"]["random"]
-    for before, after in zip(cell["trials"], product["trials"], strict=True):
-        assert after["folder"] != before["folder"]
-        saved = json.loads((Path(after["folder"]) / "metrics.json").read_text())
-        assert saved["rule"] == "product"
-        assert (
-            saved["members"]
-            == json.loads((Path(before["folder"]) / "metrics.json").read_text())["members"]
-        )
-    assert (
-        "`pair` multiplies (weighted geometric mean, renormalized) the class probabilities of"
-        in ((out / "results.md").read_text())
-    )
+    for trial in cell["trials"]:
+        metrics_file = Path(trial["folder"]) / "metrics.json"
+        metrics_file.write_text(json.dumps({**json.loads(metrics_file.read_text()), "rule": "x"}))
+    with pytest.raises(AssertionError, match="combine again"):
+        results(cfg)
 
 
 def test_an_ensemble_without_robustness_columns_is_tested_on_clean_clips_only(
@@ -316,7 +303,7 @@ def _seed(folder: Path) -> int:
 @pytest.mark.parametrize(
     ("ensembles", "message"),
     [
-        ({"best": {"members": ["baseline", "best_mfcc"]}}, r"results.ensembles.best: the name"),
+        ({"best": {"members": ["baseline", "from_scratch"]}}, r"results.ensembles.best: the name"),
         ({"pair": {"members": ["baseline"]}}, r"results.ensembles.pair.members: expected two"),
         ({"pair": {"members": ["baseline", "nope"]}}, r"pair.members: .*got \['baseline', 'nope"),
         (
@@ -324,10 +311,6 @@ def _seed(folder: Path) -> int:
             r"results.ensembles.pair.weights: expected null or 2 numbers > 0, got \[1\]",
         ),
         ({"pair": {"members": ["baseline", "best"], "weights": [1, 0]}}, r"pair.weights"),
-        (
-            {"pair": {"members": ["baseline", "best"], "rule": "max"}},
-            r"^results.ensembles.pair.rule: expected one of mean, product, got 'max'$",
-        ),
     ],
 )
 def test_a_bad_ensemble_row_is_one_line_naming_its_key(ensembles: dict, message: str) -> None:
@@ -335,7 +318,7 @@ def test_a_bad_ensemble_row_is_one_line_naming_its_key(ensembles: dict, message:
         ensemble_rows(OmegaConf.create({"ensembles": ensembles}))
     pair = {"pair": {"members": ["baseline", "best"], "weights": None}}
     row = ensemble_rows(OmegaConf.create({"ensembles": pair}))["pair"]
-    assert row.weights == [1.0, 1.0] and row.rule == "mean"
+    assert row.weights == [1.0, 1.0]
 
 
 @pytest.mark.parametrize(
@@ -388,7 +371,7 @@ def test_the_plain_vocoder_matches_a_recipe_saved_before_the_option_existed() ->
         ("train_seed_offset", 1000),
     ],
 )
-def test_an_option_off_matches_a_recipe_saved_before_it_existed(option: str, on: float) -> None:
+def test_a_retired_option_off_matches_todays_recipe_and_on_does_not(option: str, on: float) -> None:
     old = OmegaConf.create({"seed": 1, "data": {"split": "random"}, "trainer": {"max_epochs": 3}})
     assert recipe(OmegaConf.merge(old, {option: 0})) == recipe(old)
     assert recipe(OmegaConf.merge(old, {option: on})) != recipe(old), "learned other weights"
@@ -444,9 +427,21 @@ def test_an_ensemble_is_another_recipe_and_none_matches_trials_saved_before_them
     assert recipe(OmegaConf.merge(old, moved)) == ensemble, "where is not what"
     heavier = {"experts": {"mfcc": {**member, "weight": 2.0}}}
     assert recipe(OmegaConf.merge(old, heavier)) != ensemble
-    # The rule picks the epoch of an ensemble trained as one (validation hears its members
-    # combined); the mean is how ensembles saved before the rule were combined.
+    # `ensemble_rule` is retired: the mean, or any rule with one member, is today's recipe; an
+    # ensemble trained as one by another rule learned other weights.
     with_experts = OmegaConf.merge(old, {"experts": {"mfcc": member}})
     assert recipe(OmegaConf.merge(with_experts, {"ensemble_rule": "mean"})) == ensemble
     assert recipe(OmegaConf.merge(with_experts, {"ensemble_rule": "product"})) != ensemble
     assert recipe(OmegaConf.merge(old, {"ensemble_rule": "product"})) == recipe(old), "one member"
+
+
+@pytest.mark.parametrize(
+    ("row", "protocol"), [("baseline", "random"), ("best", "random"), ("best", "loso")]
+)
+def test_trials_saved_before_the_redesign_are_todays_recipes(row: str, protocol: str) -> None:
+    """The table's trials were trained with configs composed before options were retired and
+    groups got their schemas: `make results` must still read them as today's rows."""
+    saved = OmegaConf.load(
+        Path(__file__).parent / "data" / "saved_before_redesign" / f"{row}_{protocol}.yaml"
+    )
+    assert recipe(saved) == recipe(compose_trial(row, protocol, []))

@@ -14,8 +14,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from sdc.audio.embedding import SpeechEmbeddingFrontend
-from sdc.inference.checkpoint import load_classifier
 from sdc.errors import SdcError
+from sdc.inference.checkpoint import load_classifier
 from sdc.pretrained import fetch
 from sdc.pretrained.speech_embedding import (
     CONTEXT_FRAMES,

@@ -235,6 +235,8 @@ def test_the_sweeper_gets_the_optimized_metric_and_never_nan(
     value: float,
     expected: float,
 ) -> None:
-    monkeypatch.setattr(sdc.training.train, "train", lambda cfg: {"val_acc": 0.1, "val_acc_best": value})
+    monkeypatch.setattr(
+        sdc.training.train, "train", lambda cfg: {"val_acc": 0.1, "val_acc_best": value}
+    )
     cfg = make_cfg("optimized_metric=val_acc_best")
     assert sdc.training.train.hydra_app.__wrapped__(cfg) == expected

@@ -5,7 +5,7 @@ digit; what it is unsure of in one hearing it often gets right on average over a
 `best`'s trials, averaging the class probabilities over five speeds (0.925-1.075) raised the
 held-out speakers' accuracy by 0.7 points and the worst speaker's by 1.6, left the random and
 official splits as they were and cost 0.2 points at 10 dB SNR, at five times the inference
-cost (docs/accuracy.md, round 15).
+cost (docs/results.md).
 
 A view resamples the whole window, padding and noise included, as `speed_change` resamples a
 clip (rates on its 50 Hz grid, so the kernels stay short), then fits it back to the window

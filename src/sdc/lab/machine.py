@@ -26,7 +26,7 @@ def describe() -> dict[str, Any]:
 
     `cpu_kernels` is the instruction set torch's CPU kernels were dispatched for (AVX2,
     AVX512, ...): two VMs sold under one CPU name can differ in it, and then a seeded training
-    follows another trajectory (docs/accuracy.md, round 31), so a figure names it.
+    follows another trajectory, so a figure names it.
     """
     info: dict[str, Any] = {
         "cpu": _cpu_model(),

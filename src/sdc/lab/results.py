@@ -193,8 +193,10 @@ def recipe(config: DictConfig) -> dict[str, Any]:
     picked = {k: plain.get(k) for k in RECIPE_KEYS}
     picked["data"] = _data_recipe(picked["data"] or {})
     for option in ("experts", *RETIRED):
-        if not picked[option] or picked[option] == "mean":
-            # Off (0, no extra members, the mean rule) is how today's recipes train.
+        one_member = option == "ensemble_rule" and "experts" not in picked
+        if not picked[option] or picked[option] == "mean" or one_member:
+            # Off (0, no extra members, the mean rule, a rule with nothing to combine) is how
+            # today's recipes train.
             del picked[option]
     members = [picked["features"], *(e.get("features") for e in picked.get("experts", {}).values())]
     for features in members:
@@ -209,9 +211,8 @@ def recipe(config: DictConfig) -> dict[str, Any]:
             # Where the pretrained weights are cached, not what they are (their SHA-256 is
             # pinned).
             features.pop("weights_dir", None)
-            if not features.get("edge_fade_seconds", 1):
-                # A retired option, off: no fade is how today's recipes hear.
-                del features["edge_fade_seconds"]
+            # A retired copy of data.edge_fade_seconds, which the data recipe keeps when on.
+            features.pop("edge_fade_seconds", None)
             if features.get("kind") == "mfcc":
                 # A retired option: MFCCs are the only kind of that front end now.
                 del features["kind"]

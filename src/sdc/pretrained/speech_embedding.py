@@ -4,9 +4,8 @@ A small convolutional network trained by Google on a large corpus of speech to m
 spotting work from few examples: 76 log-mel frames (0.775 s at 16 kHz) in, 96 numbers out. It
 heard far more voices, accents and microphones than FSDD's six men, which is what a recognizer of
 new voices lacks most: a logistic regression on its pooled embeddings of clean FSDD clips, trained
-on five speakers, recognized the sixth at 96.9% on average (93.2% the worst; docs/accuracy.md,
-round 9), where sdc's own CNN, trained on FSDD with every augmentation of rounds 1-8, reached
-88.5% (77.0%).
+on five speakers, recognized the sixth at 96.9% on average (93.2% the worst), where sdc's own
+CNN, trained on FSDD with every augmentation, reached 88.5% (77.0%).
 
 The weights are openWakeWord's ONNX conversion of Google's TF-Hub module, read from
 openWakeWord's pinned wheel (`sdc.pretrained.fetch`, which says what is known of their licence).

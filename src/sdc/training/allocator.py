@@ -7,12 +7,12 @@ heap's top is trimmed back too. A training step of the speech embedding allocate
 two trainings of `best` side by side on a 2-core VM spent a quarter to two thirds of their CPU
 time in the kernel, about 64,000 page faults a second each. Told to serve every block from
 its heap, malloc reuses what the last step freed: no page faults after the first steps, and the
-system time gone (docs/accuracy.md, round 21, has the measurements).
+system time gone.
 
 The price is memory: what a process has used stays its own until it exits, so it holds its peak
-(more than that, as its heap fragments): in `make bench`, an epoch of the frozen recipe
-(`best_frozen`) peaked at 2.57 GB against 2.00 GB, in 44.6 s against 61.1 s. Set
-`SDC_MALLOC=default` to keep glibc's own behaviour.
+(more than that, as its heap fragments): in `make bench`, an epoch of the embedding recipe peaked
+at 2.57 GB against 2.00 GB, in 44.6 s against 61.1 s. Set `SDC_MALLOC=default` to keep glibc's
+own behaviour.
 """
 
 from __future__ import annotations

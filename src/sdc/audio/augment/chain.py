@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -42,7 +42,7 @@ from sdc.audio.augment.vocoder import (
     similar_lengths,
 )
 from sdc.audio.window import fit_to_window
-from sdc.config.fields import option, probability
+from sdc.config.fields import check, option, probability
 
 
 @dataclass
@@ -82,6 +82,7 @@ class WaveformAugment:
     saved in a checkpoint, so a trained model carries no trace of how it was augmented."""
 
     def __init__(self, config: AugmentConfig, sample_rate: int, window: int) -> None:
+        check(asdict(config), AugmentConfig, "data.augment")
         self.config = config
         self.sample_rate = sample_rate
         self.window = window

@@ -82,8 +82,8 @@ def _sound_span(
     waves: torch.Tensor, lengths: torch.Tensor, threshold_db: torch.Tensor, sample_rate: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Where each clip's sound starts and ends (samples, (B,) each): the start of its first and
-    the end of its last frame within `threshold_db` (B,) of its loudest. The endpointing, the
-    onset cut and the offset cut all measure a clip so."""
+    the end of its last frame within `threshold_db` (B,) of its loudest. The endpointing and the
+    onset cut both measure a clip so."""
     loud, frame = _loud_frames(waves, lengths, threshold_db, sample_rate)
     # With no loud frame (no samples at all) both argmaxes are 0: start 0, end 0.
     start = loud.int().argmax(dim=1) * frame
