@@ -10,7 +10,7 @@ import torch
 import torchaudio
 
 from sdc.audio.augment.chain import AugmentConfig, Gain, RandomPlacement, WaveformAugment
-from sdc.audio.augment.cuts import Endpointing, OnsetCut, cut_onsets, endpoint
+from sdc.audio.augment.cuts import OnsetCut, Trim, cut_onsets, trim_quiet_ends
 from sdc.audio.augment.microphone import Microphone, microphone_response
 from sdc.audio.augment.noise import GaussianNoise
 from sdc.audio.augment.resample import PitchShift, Resamplers, SpeedPerturb, speed_change
@@ -375,27 +375,27 @@ def stepped_clip(amplitudes: list[float], seconds: float = 0.1) -> torch.Tensor:
     ("threshold_db", "start", "end"),
     [(-50.0, 0, 7), (-30.0, 1, 6), (-10.0, 3, 5)],
 )
-def test_endpointing_cuts_the_ends_quieter_than_the_threshold(
+def test_the_trim_cuts_the_ends_quieter_than_the_threshold(
     threshold_db: float, start: int, end: int
 ) -> None:
     # Steps of 0.1 s at -40, -20, -20, 0, 0, -20, -40 dB of the loudest.
     clip = stepped_clip([0.01, 0.1, 0.1, 1.0, 1.0, 0.1, 0.01])
     step = int(0.1 * SR)
-    out, lengths = endpoint(
+    out, lengths = trim_quiet_ends(
         clip.unsqueeze(0), torch.tensor([len(clip)]), torch.tensor([threshold_db]), SR
     )
     assert lengths.tolist() == [(end - start) * step]
     assert torch.equal(out[0, : lengths[0]], clip[start * step : end * step])
 
 
-def test_endpointing_judges_each_clip_by_its_own_loudness_and_length() -> None:
+def test_the_trim_judges_each_clip_by_its_own_loudness_and_length() -> None:
     quiet = stepped_clip([0.001, 0.01, 0.001])
     loud = stepped_clip([0.1, 1.0, 0.1, 0.1])
     waves = torch.zeros(2, len(loud))
     waves[0, : len(quiet)] = quiet
     waves[1] = loud
     lengths = torch.tensor([len(quiet), len(loud)])
-    out, new_lengths = endpoint(waves, lengths, torch.tensor([-10.0, -10.0]), SR)
+    out, new_lengths = trim_quiet_ends(waves, lengths, torch.tensor([-10.0, -10.0]), SR)
     step = int(0.1 * SR)
     # The quiet clip keeps its own loud middle (not cut as "silence" next to the loud clip),
     # and the zeros after its end are not part of it.
@@ -404,12 +404,12 @@ def test_endpointing_judges_each_clip_by_its_own_loudness_and_length() -> None:
     assert torch.equal(out[1, :step], loud[step : 2 * step])
 
 
-def test_endpointing_in_the_chain_is_the_cut_clip_in_the_window() -> None:
+def test_the_trim_in_the_chain_is_the_cut_clip_in_the_window() -> None:
     clip = stepped_clip([0.01, 1.0, 0.01])
     lengths = torch.tensor([len(clip)])
-    config = only(trim=Endpointing(p=1.0, threshold_db=(-20.0, -20.0)))
+    config = only(trim=Trim(p=1.0, threshold_db=(-20.0, -20.0)))
     out = WaveformAugment(config, SR, window=5000)(clip.unsqueeze(0), lengths)
-    cut, cut_lengths = endpoint(clip.unsqueeze(0), lengths, torch.tensor([-20.0]), SR)
+    cut, cut_lengths = trim_quiet_ends(clip.unsqueeze(0), lengths, torch.tensor([-20.0]), SR)
     assert cut_lengths.tolist() == [int(0.1 * SR)]
     assert torch.equal(out, fit_to_window(cut, cut_lengths, 5000))
 

@@ -24,7 +24,7 @@ from sdc.evaluation.ensemble import main as ensemble_main
 from sdc.evaluation.robustness import best_checkpoint, run_test_clips
 from sdc.inference.checkpoint import load_classifier
 from sdc.inference.recognizer import Recognizer
-from sdc.lab.results import recipe
+from sdc.lab.recipe import recipe
 from sdc.training.module import DigitClassifier
 from sdc.training.train import train
 

@@ -17,14 +17,8 @@ import sdc.lab.results
 from sdc.config import config_dir
 from sdc.errors import SdcError
 from sdc.evaluation.robustness import best_checkpoint, evaluate_run
-from sdc.lab.results import (
-    check_conditions,
-    compose_trial,
-    ensemble_rows,
-    new_attempt,
-    recipe,
-    results,
-)
+from sdc.lab.recipe import recipe
+from sdc.lab.results import check_conditions, compose_trial, ensemble_rows, new_attempt, results
 
 pytestmark = pytest.mark.slow
 

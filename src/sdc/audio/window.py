@@ -47,8 +47,9 @@ def centre_recording(clip: npt.ArrayLike, window: int) -> np.ndarray:
     The mean goes first: a recording's DC offset (a cheap sound card's, or nicolas's in FSDD)
     carries no digit, and between the clip and the zero padding it would be a step, heard as a
     click at each end. With an offset of a third of the speech's peak, a model that got 95 of
-    100 of theo's clips right (theo held out) got 91 without this, 95 with it. Inference centres clips this way; training and evaluation, whose FSDD clips
-    have no offset to speak of, use `fit_to_window` alone.
+    100 of theo's clips right (theo held out) got 91 without this, 95 with it. Inference
+    centres clips this way; training and evaluation, whose FSDD clips have no offset to speak
+    of, use `fit_to_window` alone.
     """
     clip = np.asarray(clip, dtype=np.float32).reshape(-1)
     wave = torch.as_tensor(clip - np.float32(clip.mean(dtype=np.float64))).reshape(1, -1)

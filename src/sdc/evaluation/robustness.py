@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from torch.nn.utils.rnn import pad_sequence
 
 import sdc.config  # noqa: F401  (registers the resolver that saved run configs use)
-from sdc.audio.augment.cuts import endpoint
+from sdc.audio.augment.cuts import trim_quiet_ends
 from sdc.audio.augment.noise import noise_std_for_snr
 from sdc.audio.augment.resample import Resamplers, speed_change
 from sdc.audio.augment.vocoder import phase_vocoder_stretch
@@ -82,7 +82,7 @@ def conditions(
 
     def trimmed(waves: torch.Tensor, lengths: torch.Tensor, _: torch.Generator) -> torch.Tensor:
         threshold = torch.full((len(waves),), -TRIM_DB)
-        cut, cut_lengths = endpoint(waves, lengths, threshold, sample_rate)
+        cut, cut_lengths = trim_quiet_ends(waves, lengths, threshold, sample_rate)
         return fit_to_window(cut, cut_lengths, window)
 
     def pitched(shift: float) -> Condition:

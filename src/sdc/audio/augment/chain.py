@@ -10,7 +10,7 @@ skip passes through that step untouched; a step that is off draws no random numb
 4. reverb (`reverb.py`): a synthetic room;
 5. microphone (`microphone.py`): a random smooth frequency response;
 6. gain: a random loudness in dB;
-7. endpointing (`cuts.py`): the clip's quiet start and end cut at a random level;
+7. trim (`cuts.py`): the clip's quiet start and end cut at a random level;
 8. placement: each clip at a random position of the fixed window (`sdc.audio.window`);
 9. noise (`noise.py`): Gaussian noise over the whole window, padding included.
 """
@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from sdc.audio.augment.cuts import Endpointing, OnsetCut, cut_onsets, endpoint
+from sdc.audio.augment.cuts import OnsetCut, Trim, cut_onsets, trim_quiet_ends
 from sdc.audio.augment.draws import coin, log_uniform, uniform
 from sdc.audio.augment.microphone import Microphone, random_microphones
 from sdc.audio.augment.noise import GaussianNoise, noise_std_for_snr
@@ -72,7 +72,7 @@ class AugmentConfig:
     reverb: Reverb = field(default_factory=Reverb)
     microphone: Microphone = field(default_factory=Microphone)
     gain: Gain = field(default_factory=Gain)
-    trim: Endpointing = field(default_factory=Endpointing)
+    trim: Trim = field(default_factory=Trim)
     placement: RandomPlacement = field(default_factory=RandomPlacement)
     noise: GaussianNoise = field(default_factory=GaussianNoise)
 
@@ -165,7 +165,9 @@ class WaveformAugment:
             gain_db = uniform(n, *cfg.gain.db, device) * louder
             waves = waves * torch.pow(10.0, gain_db / 20).unsqueeze(1).to(waves.dtype)
 
-        waves, lengths = self._cut(waves, lengths, cfg.trim.p, cfg.trim.threshold_db, endpoint)
+        waves, lengths = self._cut(
+            waves, lengths, cfg.trim.p, cfg.trim.threshold_db, trim_quiet_ends
+        )
 
         position = torch.where(
             coin(n, cfg.placement.p, device),
@@ -195,7 +197,7 @@ class WaveformAugment:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`cut(clips, lengths, values, sample_rate)` on the clips the dice pick (probability
         `p`), each with its own value drawn uniformly from `drawn`: the onset cut's and the
-        endpointing's shared shape."""
+        trim's shared shape."""
         members = torch.nonzero(coin(waves.shape[0], p, waves.device)).squeeze(1)
         if not len(members):
             return waves, lengths

@@ -1,4 +1,4 @@
-"""Cutting clips where their sound starts and ends: the onset cut and endpointing.
+"""Cutting clips where their sound starts and ends: the onset cut and the trim of quiet ends.
 
 Both measure a clip by its 10 ms frames against its own loudest frame, so nothing depends on
 the other clips of the batch.
@@ -27,7 +27,7 @@ class OnsetCut:
 
 
 @dataclass
-class Endpointing:
+class Trim:
     """Cut each clip's start and end where they are quieter than a random threshold, as a
     voice activity detector or a tight trim of the recording leaves it: weak onsets and codas
     ("f", "s", "th") go missing. FSDD's own clips are trimmed unevenly, and a user's detector
@@ -43,7 +43,7 @@ ONSET_DB = -20.0
 """A clip's sound starts at its first frame this close (in dB) to its loudest: the quiet lead-in
 that FSDD's trimming left is not what the onset cut removes."""
 
-ENDPOINT_FRAME_SECONDS = 0.01
+FRAME_SECONDS = 0.01
 """The frame: short enough to keep a stop's burst, long enough to smooth the waveform's own
 zero crossings."""
 
@@ -58,7 +58,7 @@ def _loud_frames(
     clips of the batch. A clip's last, partial frame counts by its own samples; frames past its
     end are never loud.
     """
-    frame = max(1, round(ENDPOINT_FRAME_SECONDS * sample_rate))
+    frame = max(1, round(FRAME_SECONDS * sample_rate))
     batch, width = waves.shape
     n_frames = -(-width // frame)
     samples = torch.arange(n_frames * frame, device=waves.device)
@@ -82,7 +82,7 @@ def _sound_span(
     waves: torch.Tensor, lengths: torch.Tensor, threshold_db: torch.Tensor, sample_rate: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Where each clip's sound starts and ends (samples, (B,) each): the start of its first and
-    the end of its last frame within `threshold_db` (B,) of its loudest. The endpointing and the
+    the end of its last frame within `threshold_db` (B,) of its loudest. The trim and the
     onset cut both measure a clip so."""
     loud, frame = _loud_frames(waves, lengths, threshold_db, sample_rate)
     # With no loud frame (no samples at all) both argmaxes are 0: start 0, end 0.
@@ -91,7 +91,7 @@ def _sound_span(
     return start, torch.minimum((last + 1) * frame, lengths)
 
 
-def endpoint(
+def trim_quiet_ends(
     waves: torch.Tensor, lengths: torch.Tensor, threshold_db: torch.Tensor, sample_rate: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut each clip (B, L) to the frames from its first to its last within `threshold_db` (B,)
