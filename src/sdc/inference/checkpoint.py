@@ -8,6 +8,8 @@ code runs, and nothing from the training config or the dataset is needed.
 from __future__ import annotations
 
 import json
+import pickle
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,21 +120,45 @@ def upgrade(hparams: dict[str, Any], source: str | Path) -> dict[str, Any]:
     return hparams
 
 
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint's dictionary, loaded without running pickled code; SdcError if unusable."""
+    """The checkpoint's dictionary; SdcError, one line naming the file, if it is unusable.
+
+    Loaded with `weights_only=True` passed explicitly, which no environment setting overrides
+    (`TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD` only changes torch's default): a crafted pickle is
+    refused and never runs. Weights that are not all finite are refused too: such a model
+    answers NaN for every clip.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise SdcError(f"{path}: a folder, expected a checkpoint file")
     if not path.is_file():
         raise SdcError(f"{path}: no such checkpoint file")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns before it fails on a file that is no zip archive: the error says it.
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except PermissionError:
+        raise SdcError(f"{path}: permission denied (not readable by this user)") from None
+    except pickle.UnpicklingError:
+        raise SdcError(
+            f"{path}: not a loadable checkpoint (it holds pickled objects other than weights "
+            "and plain data, which could run code: refused)"
+        ) from None
     except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SdcError(f"{path}: not a loadable checkpoint ({reason[:200]})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise SdcError(f"{path}: not a loadable checkpoint ({_first_line(err)})") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise SdcError(f"{path}: not a Lightning checkpoint (no state_dict)")
     hparams = checkpoint.get("hyper_parameters")
     if not isinstance(hparams, dict) or not {"net", "frontend", "labels"} <= hparams.keys():
         raise SdcError(f"{path}: not an sdc checkpoint (hyper_parameters lack net/frontend/labels)")
+    for name, tensor in checkpoint["state_dict"].items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not tensor.isfinite().all():
+            raise SdcError(f"{path}: weight {name} holds NaN or infinite values")
     checkpoint["hyper_parameters"] = upgrade(hparams, path)
     return checkpoint
 
@@ -154,6 +180,5 @@ def load_classifier(
         model = DigitClassifier(**{**checkpoint["hyper_parameters"], **overrides})
         model.load_state_dict(checkpoint["state_dict"])
     except Exception as err:  # a config or weights that do not fit this version of sdc
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SdcError(f"{path}: cannot rebuild the model ({reason[:200]})") from None
+        raise SdcError(f"{path}: cannot rebuild the model ({_first_line(err)})") from None
     return model.to(map_location).eval()

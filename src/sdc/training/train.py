@@ -33,6 +33,7 @@ from sdc.config.validate import validate
 from sdc.data.fsdd import write_split_csv
 from sdc.errors import SdcError
 from sdc.files import write_text
+from sdc.inference.checkpoint import read_checkpoint
 from sdc.training.allocator import keep_freed_memory
 from sdc.training.module import DigitClassifier
 from sdc.training.report import write_misclassified, write_report
@@ -81,15 +82,17 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _resume_path(cfg: DictConfig) -> str | None:
+    """The checkpoint to resume from, once `read_checkpoint` has found it safe and whole."""
     path = cfg.get("ckpt_path")
     if path is None:
         return None
     if not Path(path).is_file():
         raise SdcError(f"ckpt_path: {path} is not a file")
+    read_checkpoint(path)
     return str(Path(path).absolute())
 
 
-def _claim_run_folder(cfg: DictConfig, output_dir: Path) -> None:
+def claim_run_folder(cfg: DictConfig, output_dir: Path) -> None:
     """Refuse to train into a folder that already holds a run, unless continuing that run.
 
     DDP's other ranks re-run this script into the same folder: only the first one checks.
@@ -114,14 +117,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit on train, select a checkpoint on validation (accuracy unless the experiment's
     `callbacks.model_checkpoint` says otherwise), test it once; return metrics."""
     validate(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    claim_run_folder(cfg, output_dir)
+    resume = _resume_path(cfg)
     # Again here for a launcher's worker processes (joblib), which start with glibc's defaults.
     keep_freed_memory()
     if cfg.get("threads") is not None:
         torch.set_num_threads(cfg.threads)
     if cfg.seed is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    output_dir = Path(cfg.paths.output_dir)
-    _claim_run_folder(cfg, output_dir)
     started = time.perf_counter()
 
     datamodule = instantiate(cfg.data)
@@ -149,7 +153,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(_flat_hparams(cfg), {f"hp/{k}": 0.0 for k in HPARAMS_METRICS})
 
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     except SIGTERMException:
         raise SdcError(
             f"training stopped by SIGTERM; resume with "
@@ -177,7 +181,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # The checkpoint validation selected, or the weights in hand when none was saved
         # (fast_dev_run saves none).
         ckpt_path = best_path or None
-        tester.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        tester.test(
+            module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
+        )
         metrics["test_acc"] = float(tester.callback_metrics["test_acc"])
         metrics["test_loss"] = float(tester.callback_metrics["test_loss"])
         _report(cfg, trainer, module, datamodule, best_path, output_dir)
@@ -198,7 +204,9 @@ def _validation_accuracy(
     trainer: pl.Trainer, module: DigitClassifier, datamodule: Any, path: str
 ) -> float:
     """Validation accuracy of the checkpoint at `path` (one more pass over the validation set)."""
-    (results,) = trainer.validate(module, datamodule=datamodule, ckpt_path=path, verbose=False)
+    (results,) = trainer.validate(
+        module, datamodule=datamodule, ckpt_path=path, verbose=False, weights_only=True
+    )
     return float(results["val_acc"])
 
 
