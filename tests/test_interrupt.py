@@ -88,6 +88,12 @@ def test_a_finished_run_folder_is_never_trained_over(tiny_fsdd: Path, tmp_path: 
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "epoch001.ckpt").write_bytes(b"precious")
+    # The record of how the run there was trained: a refused run must not rewrite it.
+    (run_dir / ".hydra").mkdir()
+    record = {name: f"the first run's {name}\n" for name in ("config", "hydra", "overrides")}
+    for name, text in record.items():
+        (run_dir / ".hydra" / f"{name}.yaml").write_text(text)
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
     result = subprocess.run(
         train_command(tiny_fsdd, run_dir, "debug=fdr"),
         cwd=REPO,
@@ -97,4 +103,11 @@ def test_a_finished_run_folder_is_never_trained_over(tiny_fsdd: Path, tmp_path: 
     )
     assert result.returncode == 2
     assert "already holds a run" in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        f"error: hydra.run.dir: {run_dir} already holds a run (checkpoints); choose another "
+        "folder, or set overwrite=true"
+    ]
     assert (run_dir / "checkpoints" / "epoch001.ckpt").read_bytes() == b"precious"
+    for name, text in record.items():
+        assert (run_dir / ".hydra" / f"{name}.yaml").read_text() == text
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before, "nothing added"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from sdc.inference.checkpoint import read_checkpoint
 from sdc.training.allocator import keep_freed_memory
 from sdc.training.module import DigitClassifier
 from sdc.training.report import write_misclassified, write_report
+from sdc.training.run_folder import claim_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -90,23 +90,6 @@ def _resume_path(cfg: DictConfig) -> str | None:
         raise SdcError(f"ckpt_path: {path} is not a file")
     read_checkpoint(path)
     return str(Path(path).absolute())
-
-
-def claim_run_folder(cfg: DictConfig, output_dir: Path) -> None:
-    """Refuse to train into a folder that already holds a run, unless continuing that run.
-
-    DDP's other ranks re-run this script into the same folder: only the first one checks.
-    """
-    if int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0:
-        return
-    previous = [p for p in (output_dir / "checkpoints", output_dir / "metrics.json") if p.exists()]
-    resume = cfg.get("ckpt_path")
-    continuing = resume is not None and output_dir.absolute() in Path(resume).absolute().parents
-    if previous and not continuing and not cfg.get("overwrite", False):
-        raise SdcError(
-            f"hydra.run.dir: {output_dir} already holds a run ({previous[0].name}); "
-            "choose another folder, or set overwrite=true"
-        )
 
 
 # The final metrics every run reports to TensorBoard's HPARAMS view, next to its hyperparameters.
