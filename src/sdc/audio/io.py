@@ -6,6 +6,7 @@ at any bit depth as well as FLAC and OGG.
 
 from __future__ import annotations
 
+import struct
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,14 +58,54 @@ def _read_frames(path: Path) -> tuple[np.ndarray, int]:
         return data, f.samplerate
 
 
+UNKNOWN_DATA_SIZES = (0, 0xFFFFFFFF)
+"""What a WAV writer that could not seek back (a pipe, a stream) leaves as the data chunk's size."""
+
+
+def _check_whole_wav(path: Path) -> None:
+    """Refuse a WAV file whose data chunk is shorter than its header declares.
+
+    libsndfile decodes such a file without a word, so a recording cut off mid-transfer would be
+    answered as if whole: half a "seven" can be a confident "six". A streamed WAV, whose writer
+    left the size unknown, is read as far as it goes.
+    """
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+            if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return
+            size = path.stat().st_size
+            position = 12
+            while position + 8 <= size:
+                f.seek(position)
+                chunk, length = struct.unpack("<4sI", f.read(8))
+                if chunk == b"data":
+                    present = size - position - 8
+                    if length not in UNKNOWN_DATA_SIZES and length > present:
+                        raise SdcError(
+                            f"{path}: truncated: its header declares {length} bytes of audio, "
+                            f"the file holds {present}"
+                        )
+                    return
+                position += 8 + length + (length & 1)
+    except PermissionError:
+        raise SdcError(f"{path}: permission denied (not readable by this user)") from None
+    except IsADirectoryError:
+        raise SdcError(f"{path}: a folder, expected an audio file") from None
+    except FileNotFoundError:
+        raise SdcError(f"{path}: no such file") from None
+
+
 def read_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     """Read a file as a 1-D float32 tensor at `sample_rate`, channels averaged.
 
     Integer formats come out in [-1, 1]; float files keep their values. Raises SdcError naming
-    the file when it cannot be decoded, is empty, has an implausible sample rate or holds
-    NaN/Inf: a silently wrong clip would poison training or give a confident wrong answer.
+    the file when it cannot be read or decoded, is a truncated WAV, is empty, has an implausible
+    sample rate or holds NaN/Inf: a silently wrong clip would poison training or give a
+    confident wrong answer.
     """
     path = Path(path)
+    _check_whole_wav(path)
     try:
         data, file_rate = _read_frames(path)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, EOFError) as err:
