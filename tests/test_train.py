@@ -67,6 +67,18 @@ def test_fast_dev_run_trains_and_reports(make_cfg: Callable[..., DictConfig]) ->
     assert (run / "test" / "confusion_matrix.png").stat().st_size > 0
 
 
+def test_a_run_that_tests_only_some_batches_reports_the_clips_it_tested(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    """`debug=fdr` on a test set larger than one batch (the real FSDD's 300 clips in batches
+    of 250) tests the first batch: the report and the misclassified list are of those clips."""
+    cfg = make_cfg("debug=fdr", "data.eval_batch_size=4")
+    train(cfg)
+    report = json.loads((Path(cfg.paths.output_dir) / "test" / "report.json").read_text())
+    assert len(report["files"]) == 4
+    assert (Path(cfg.paths.output_dir) / "test" / "misclassified.csv").is_file()
+
+
 def test_a_few_epochs_learn_the_toy_digits_and_leave_a_usable_checkpoint(
     make_cfg: Callable[..., DictConfig],
 ) -> None:

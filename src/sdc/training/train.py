@@ -244,7 +244,9 @@ def _report(
 ) -> None:
     probs, targets = module.test_probabilities()
     predictions = probs.argmax(dim=-1)
-    recordings = datamodule.split["test"]
+    # The loader is not shuffled: a run that tests only some batches (debug=fdr,
+    # trainer.limit_test_batches) tested the first clips.
+    recordings = datamodule.split["test"][: len(targets)]
     files = [r.path.name for r in recordings]
     title = f"{cfg.name}: test split '{cfg.data.split}' ({Path(checkpoint).name or 'last weights'})"
     text, _, figure = write_report(
