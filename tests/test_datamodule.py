@@ -32,6 +32,13 @@ def test_missing_folder_without_download_names_it(tmp_path: Path) -> None:
         datamodule.prepare_data()
 
 
+def test_a_file_where_the_dataset_folder_belongs_is_named(tmp_path: Path) -> None:
+    root = tmp_path / "fsdd.zip"
+    root.write_bytes(b"not a folder")
+    with pytest.raises(SdcError, match=rf"^data.root: {root} is a file; expected a folder"):
+        FSDDDataModule(root=root).prepare_data()
+
+
 def test_unreadable_clip_is_an_error_or_skipped(tmp_path: Path, tiny_fsdd: Path) -> None:
     folder = tmp_path / "wavs"
     folder.mkdir()

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 from sdc.errors import SdcError
 from sdc.training.allocator import keep_freed_memory
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped (a newline as `\\n`): a file name may hold
+    them, and a table row or an error must stay one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 @contextmanager
@@ -19,8 +30,72 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except SdcError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
         sys.exit(2)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its errors as sdc's: one `error:` line and exit status 2, no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {one_line(message)} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+# Argument types for the commands' numeric and output options: a bad value is argparse's own
+# error, before any model or file is loaded.
+
+
+def positive_int(text: str) -> int:
+    value = _parsed(int, text, "an integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _parsed(float, text, "a number")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    value = _parsed(float, text, "a number")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}")
+    return value
+
+
+def sample_rate(text: str) -> int:
+    from sdc.audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+    value = _parsed(int, text, "an integer")
+    if not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:
+        raise argparse.ArgumentTypeError(
+            f"expected a rate in {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz, got {text!r}"
+        )
+    return value
+
+
+def output_file(text: str) -> Path:
+    """A file to write: not a folder, in a folder that exists (or can be made)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: a folder; expected a file to write")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder")
+    if parent is not None and not os.access(parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text}: {parent} is not writable")
+    return path
+
+
+def _parsed(kind: Callable[[str], Any], text: str, expected: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
 
 
 def _first_line(err: BaseException) -> str:

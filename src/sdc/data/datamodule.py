@@ -154,6 +154,11 @@ class FSDDDataModule(pl.LightningDataModule):
         s = self.synthetic
         if s.voices:
             synthesize_corpus(s.folder, voices=s.voices, takes=s.takes, seed=s.seed)
+        if self.root.exists() and not self.root.is_dir():
+            raise SdcError(
+                f"data.root: {self.root} is a file; expected a folder holding FSDD (set it with "
+                "SDC_DATA_DIR or data.root)"
+            )
         if self.root.exists() and any(self.root.iterdir()):
             return
         if not self.download:

@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
-from sdc.cli import user_errors
+from sdc.cli import ArgumentParser, positive_float, user_errors
 from sdc.errors import SdcError
 from sdc.evaluation.robustness import (
     SNRS_DB,
@@ -171,14 +171,14 @@ def build(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="sdc ensemble",
         description="Combine finished runs (same split) into one model that averages them.",
     )
     parser.add_argument("runs", type=Path, nargs="+", help="run folders written by sdc train")
     parser.add_argument("--out", type=Path, required=True, help="a new folder for the ensemble")
     parser.add_argument(
-        "--weights", type=float, nargs="+", help="one per run (default: equal weights)"
+        "--weights", type=positive_float, nargs="+", help="one per run (default: equal weights)"
     )
     parser.add_argument(
         "--no-robustness",

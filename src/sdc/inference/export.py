@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sdc.cli import user_errors
+from sdc.cli import ArgumentParser, output_file, user_errors
 from sdc.errors import SdcError
 from sdc.inference.checkpoint import METADATA_KEY, ModelInfo, load_classifier
 from sdc.inference.recognizer import Recognizer
@@ -94,12 +94,14 @@ def parity(model: torch.nn.Module, exported: Recognizer, n: int = 8, seed: int =
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="sdc export", description="Export a checkpoint to ONNX and/or TorchScript."
     )
     parser.add_argument("checkpoint", type=Path, help="a .ckpt written by sdc train")
-    parser.add_argument("--onnx", type=Path, help="ONNX output (default: next to the checkpoint)")
-    parser.add_argument("--torchscript", type=Path, help="TorchScript output (.pt)")
+    parser.add_argument(
+        "--onnx", type=output_file, help="ONNX output (default: next to the checkpoint)"
+    )
+    parser.add_argument("--torchscript", type=output_file, help="TorchScript output (.pt)")
     args = parser.parse_args(argv)
     if args.onnx is None and args.torchscript is None:
         args.onnx = args.checkpoint.with_suffix(".onnx")

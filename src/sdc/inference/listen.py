@@ -13,21 +13,25 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sdc.cli import user_errors
+from sdc.cli import ArgumentParser, positive_int, sample_rate, user_errors
 from sdc.inference.predict import add_model_arguments, as_record
 from sdc.inference.recognizer import Recognizer
 from sdc.inference.stream import PCM_FORMATS, file_chunks, listen, microphone_chunks, pcm_chunks
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="sdc listen", description=__doc__.split("\n\n")[1])
+    parser = ArgumentParser(prog="sdc listen", description=__doc__.split("\n\n")[1])
     add_model_arguments(parser)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--wav", type=Path, help="listen to an audio file instead")
     source.add_argument("--stdin", action="store_true", help="listen to raw PCM on stdin")
-    parser.add_argument("--rate", type=int, help="stdin's sample rate (default: the model's)")
+    parser.add_argument(
+        "--rate", type=sample_rate, help="stdin's sample rate in Hz (default: the model's)"
+    )
     parser.add_argument("--format", default="s16le", choices=sorted(PCM_FORMATS))
-    parser.add_argument("--channels", type=int, default=1, help="stdin's channels (default 1)")
+    parser.add_argument(
+        "--channels", type=positive_int, default=1, help="stdin's channels (default 1)"
+    )
     parser.add_argument("--realtime", action="store_true", help="pace a file or stdin at 1x")
     parser.add_argument("--device", help="the microphone (sounddevice name or index)")
     parser.add_argument("--json", action="store_true", help="one JSON object per digit")

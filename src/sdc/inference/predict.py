@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sdc.cli import user_errors
+from sdc.cli import ArgumentParser, one_line, output_file, probability, user_errors
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.inference.recognizer import DEFAULT_THRESHOLD, Prediction, Recognizer
@@ -44,12 +44,13 @@ def _top(prediction: Prediction) -> str:
 
 
 def format_table(predictions: Sequence[Prediction]) -> str:
-    width = max([len("file"), *(len(p.file) for p in predictions)])
+    names = [one_line(p.file) for p in predictions]
+    width = max([len("file"), *(len(name) for name in names)])
     lines = [f"{'file':<{width}}  digit  confidence  top-3"]
-    for p in predictions:
+    for p, name in zip(predictions, names, strict=True):
         if p.error is None:
             digit = p.label if p.label is not None else NO_DIGIT
-            lines.append(f"{p.file:<{width}}  {digit:>5}  {p.confidence:>10.3f}  {_top(p)}")
+            lines.append(f"{name:<{width}}  {digit:>5}  {p.confidence:>10.3f}  {_top(p)}")
     return "\n".join(lines)
 
 
@@ -95,18 +96,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="a .ckpt, an exported .onnx or TorchScript .pt")
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=probability,
         default=DEFAULT_THRESHOLD,
         help=f"below this probability the answer is 'no digit' (default {DEFAULT_THRESHOLD})",
     )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="sdc predict", description=__doc__.split("\n\n")[1])
+    parser = ArgumentParser(prog="sdc predict", description=__doc__.split("\n\n")[1])
     add_model_arguments(parser)
     parser.add_argument("inputs", nargs="+", help="audio files or folders")
-    parser.add_argument("--json", type=Path, help="also write the answers as JSON here")
-    parser.add_argument("--csv", type=Path, help="also write the answers as CSV here")
+    parser.add_argument("--json", type=output_file, help="also write the answers as JSON here")
+    parser.add_argument("--csv", type=output_file, help="also write the answers as CSV here")
     return parser.parse_args(argv)
 
 
@@ -117,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         predictions = recognizer.predict_files(expand_inputs(args.inputs))
         for p in predictions:
             if p.error is not None:
-                print(f"error: {p.error}", file=sys.stderr)
+                print(f"error: {one_line(p.error)}", file=sys.stderr)
         print(format_table(predictions))
         if args.json:
             write_json(predictions, args.json)

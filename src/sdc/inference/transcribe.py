@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sdc.cli import user_errors
+from sdc.cli import ArgumentParser, output_file, user_errors
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.inference.predict import add_model_arguments, as_record
@@ -29,10 +29,10 @@ def format_transcript(file: str, transcript: Transcript) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="sdc transcribe", description=__doc__.split("\n\n")[1])
+    parser = ArgumentParser(prog="sdc transcribe", description=__doc__.split("\n\n")[1])
     add_model_arguments(parser)
     parser.add_argument("inputs", nargs="+", type=Path, help="audio files")
-    parser.add_argument("--json", type=Path, help="also write the transcripts as JSON here")
+    parser.add_argument("--json", type=output_file, help="also write the transcripts as JSON here")
     return parser.parse_args(argv)
 
 

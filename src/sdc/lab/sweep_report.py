@@ -8,7 +8,6 @@ what the trials vary. A trial without `metrics.json` (failed or still running) i
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from sdc.cli import user_errors
+from sdc.cli import ArgumentParser, user_errors
 from sdc.errors import SdcError
 from sdc.files import write_text
 
@@ -155,7 +154,7 @@ def write_sweep_report(sweep_dir: Path) -> tuple[str, Path, Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="sdc sweep-report",
         description="Rank a sweep's trials by validation accuracy (from each trial's "
         "metrics.json and .hydra/overrides.yaml); save sweep_report.md and .csv beside them.",
