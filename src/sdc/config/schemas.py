@@ -9,15 +9,37 @@ misspelt key (`data.batchsize=10`) or a wrong type (`data.batch_size=ten`) while
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from hydra.core.config_store import ConfigStore
 
 from sdc.audio.embedding import SpeechEmbeddingConfig
 from sdc.audio.features import MfccConfig
 from sdc.audio.spec_augment import SpecAugmentConfig
 from sdc.audio.vtlp import VtlpConfig
+from sdc.config.fields import option
 from sdc.data.datamodule import DataConfig
 from sdc.models.cnn import CnnConfig
 from sdc.models.embedding_head import EmbeddingHeadConfig
+
+
+@dataclass
+class BenchConfig:
+    """`bench` (`make bench`, `sdc.lab.bench`). Defined here, not beside the benchmark, which
+    imports the training code that registers these schemas."""
+
+    repeats: int = option(3, above=0)
+    """Timings are the best of this many repeats."""
+    reference_clips: int = option(20, low=0)
+    """Clips for the per-clip torchaudio reference (about a second each on a 2-core CPU)."""
+    inference_batch: int = option(256, above=0)
+    inference_clips: int = option(5120, above=0)
+    latency_iterations: int = option(300, above=0)
+    devices: list[str] | None = None
+    """Devices to measure, e.g. [cuda] (null: the CPU, and the GPU if there is one)."""
+    full_baseline: bool = True
+    """Also train the full 25-epoch baseline and time it (minutes on a CPU)."""
+
 
 GROUPS = {
     "data": DataConfig,
@@ -25,6 +47,7 @@ GROUPS = {
     "model": CnnConfig,
     "spec_augment": SpecAugmentConfig,
     "vtlp": VtlpConfig,
+    "bench": BenchConfig,
 }
 """The schema each group's config is checked against, unless its `_target_` names another."""
 
@@ -45,3 +68,4 @@ def register() -> None:
     store.store(group="model", name="base_embedding_head", node=EmbeddingHeadConfig)
     store.store(group="spec_augment", name="default", node=SpecAugmentConfig)
     store.store(group="vtlp", name="default", node=VtlpConfig)
+    store.store(group="bench", name="default", node=BenchConfig)

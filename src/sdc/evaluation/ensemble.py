@@ -132,6 +132,8 @@ def build(
     """
     runs = [Path(r) for r in runs]
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SdcError(f"{out}: a file; --out expects a new folder")
     if out.exists() and any(out.iterdir()):
         raise SdcError(f"{out}: not empty; give a new folder (nothing is overwritten)")
     split = _same_test_clips(runs)

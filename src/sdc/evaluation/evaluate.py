@@ -33,6 +33,7 @@ from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.inference.checkpoint import ModelInfo, load_classifier
 from sdc.training.report import write_misclassified, write_report
+from sdc.training.run_folder import refused_runs_leave_nothing
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def _write_per_speaker(speakers: dict[str, dict[str, float]], path: Path) -> Non
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="evaluate")
 def hydra_app(cfg: DictConfig) -> float:
-    with user_errors():
+    with user_errors(), refused_runs_leave_nothing(cfg.paths.output_dir):
         return evaluate(cfg)["accuracy"]
 
 

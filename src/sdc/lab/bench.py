@@ -37,6 +37,7 @@ from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.lab.machine import describe
 from sdc.training.allocator import keep_freed_memory
+from sdc.training.run_folder import refused_runs_leave_nothing
 
 log = logging.getLogger(__name__)
 
@@ -447,7 +448,7 @@ def bench(cfg: DictConfig, recipe: str = BASELINE) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="bench")
 def hydra_app(cfg: DictConfig) -> None:
-    with user_errors():
+    with user_errors(), refused_runs_leave_nothing(cfg.paths.output_dir):
         bench(cfg, HydraConfig.get().runtime.choices.get("experiment") or BASELINE)
 
 

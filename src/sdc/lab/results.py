@@ -53,6 +53,7 @@ from sdc.evaluation.robustness import (
 from sdc.files import write_text
 from sdc.lab.machine import summary
 from sdc.lab.recipe import recipe
+from sdc.training.run_folder import refused_runs_leave_nothing
 
 log = logging.getLogger(__name__)
 
@@ -525,6 +526,15 @@ def results(cfg: DictConfig) -> dict[str, Any]:
     unknown = [p for p in opts.protocols if not (config_dir() / "protocol" / f"{p}.yaml").is_file()]
     if unknown:
         raise SdcError(f"results.protocols: unknown protocol(s) {unknown}")
+    experiments, ensembles = config_dir() / "experiment", ensemble_rows(opts)
+    unknown = [
+        r for r in opts.rows if r not in ensembles and not (experiments / f"{r}.yaml").is_file()
+    ]
+    if unknown:
+        raise SdcError(
+            f"results.rows: unknown row(s) {unknown}; expected experiments "
+            "(configs/experiment/) or results.ensembles"
+        )
     started = time.perf_counter()
     table = collect(cfg)
     wall = time.perf_counter() - started
@@ -545,7 +555,7 @@ def results(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="results")
 def hydra_app(cfg: DictConfig) -> None:
-    with user_errors():
+    with user_errors(), refused_runs_leave_nothing(cfg.paths.output_dir):
         results(cfg)
 
 

@@ -1,15 +1,20 @@
-"""A run's folder is never trained over, and a refused run writes nothing into it.
+"""A run's folder is never trained over, and a refused run leaves nothing behind.
 
-Hydra saves the composed config into `<run>/.hydra/` before the task starts, so a check inside
-the task comes too late to keep the record of how the run already there was trained.
-`ClaimRunFolder`, a Hydra callback listed in `configs/train.yaml`, makes the same check before
-Hydra writes anything; `train` repeats it for runs that no Hydra command started (the tests'
-compose API, a sweep's jobs, whose folders Hydra makes fresh).
+Hydra makes the run folder and saves the composed config into `<run>/.hydra/` before the task
+starts, so a check inside the task comes too late to keep the record of how a run already there
+was trained. `RunFolder`, a Hydra callback listed in `configs/hydra/default.yaml`, makes that
+check before Hydra writes anything, and notes whether the folder is new; a command whose input
+is then refused (`SdcError`) removes the folder it made, if nothing worth keeping is in it
+(`refused_runs_leave_nothing`). `train` repeats the check for runs that no Hydra command started
+(the tests' compose API, a sweep's jobs, whose folders Hydra makes fresh).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +43,35 @@ def claim_run_folder(cfg: DictConfig, output_dir: Path) -> None:
         )
 
 
-class ClaimRunFolder(Callback):
-    """`claim_run_folder` for a single run, before Hydra writes its config into the folder."""
+KEPT = ("checkpoints", "metrics.json")
+"""What makes a run folder worth keeping whatever happened after: a refused run has neither."""
+
+_fresh: set[Path] = set()
+"""Run folders that did not exist when this process's Hydra run started."""
+
+
+class RunFolder(Callback):
+    """Before Hydra writes into a single run's folder: `claim_run_folder` for training, and a
+    note of whether the folder is new."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # Hydra turns a callback's exceptions into warnings and goes on: only an exit stops it.
-        with user_errors():
-            claim_run_folder(config, Path(config.hydra.run.dir))
+        folder = Path(config.hydra.run.dir).absolute()
+        if config.get("task_name") == "train":
+            # Hydra turns a callback's exceptions into warnings and goes on: only an exit stops it.
+            with user_errors():
+                claim_run_folder(config, folder)
+        if not folder.exists():
+            _fresh.add(folder)
+
+
+@contextmanager
+def refused_runs_leave_nothing(output_dir: str | Path) -> Iterator[None]:
+    """On an `SdcError` (bad input), remove the run folder this run made, unless it holds a
+    checkpoint or metrics by then."""
+    try:
+        yield
+    except SdcError:
+        folder = Path(output_dir).absolute()
+        if folder in _fresh and not any((folder / name).exists() for name in KEPT):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -36,7 +36,7 @@ from sdc.inference.checkpoint import read_checkpoint
 from sdc.training.allocator import keep_freed_memory
 from sdc.training.module import DigitClassifier
 from sdc.training.report import write_misclassified, write_report
-from sdc.training.run_folder import claim_run_folder
+from sdc.training.run_folder import claim_run_folder, refused_runs_leave_nothing
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ def _report(
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def hydra_app(cfg: DictConfig) -> float | None:
     torch.set_float32_matmul_precision("high")
-    with user_errors():
+    with user_errors(), refused_runs_leave_nothing(cfg.paths.output_dir):
         metrics = train(cfg)
     value = metrics.get(cfg.get("optimized_metric") or "")
     # Sweepers must never see NaN: a diverged trial is the worst trial, not a crash.
