@@ -142,3 +142,13 @@ def test_sdc_dispatches_to_the_commands(
         cli.main(["bogus"])
     assert exit_.value.code == 2
     assert "error: unknown command 'bogus'" in capsys.readouterr().err
+
+
+def test_a_file_name_with_a_newline_stays_on_its_row(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = tmp_path / "one\ntwo.wav"
+    sf.write(clip, digit_tone(1, 1, 0), SAMPLE_RATE)
+    predict_main([str(tiny_checkpoint), str(clip)])
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert header.startswith("file") and row.startswith(f"{tmp_path}/one\\ntwo.wav ")
