@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -117,3 +118,13 @@ def test_a_checkpoint_with_weights_that_are_not_finite_is_refused(
     assert "nan" not in out.lower() and error_lines(err) == [
         f"error: {path}: weight {name} holds NaN or infinite values"
     ]
+
+
+def test_a_model_that_answers_nan_never_gives_an_answer() -> None:
+    from sdc.inference.checkpoint import ModelInfo
+    from sdc.inference.recognizer import Recognizer
+
+    info = ModelInfo(tuple("0123456789"), 8000, 800, {}, {})
+    broken = Recognizer(lambda windows: np.full((len(windows), 10), np.nan, np.float32), info)
+    with pytest.raises(SdcError, match="answered NaN or infinite scores"):
+        broken.classify(np.zeros((2, 800), np.float32))

@@ -182,6 +182,10 @@ class Recognizer:
         if not logits:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         stacked = np.concatenate(logits).astype(np.float64)
+        if not np.isfinite(stacked).all():
+            # Finite audio in, so the model is broken (an export of weights gone to NaN):
+            # never an answer with a NaN confidence.
+            raise SdcError("the model answered NaN or infinite scores; its weights are unusable")
         stacked -= stacked.max(axis=1, keepdims=True)
         probs = np.exp(stacked)
         return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
