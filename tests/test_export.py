@@ -145,3 +145,26 @@ def test_speech_normalization_exports_to_onnx_with_the_same_logits(
         expected = model(windows).numpy()
     got = recognizer.backend(windows.numpy())
     assert np.abs(got - expected).max() < 2e-3
+
+
+def test_predicting_with_an_onnx_export_never_imports_torch(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """An exported model runs on numpy, scipy, soundfile and onnxruntime alone."""
+    onnx = export_onnx(load_classifier(tiny_checkpoint), tmp_path / "model.onnx")
+    clip = tmp_path / "one.wav"
+    sf.write(clip, digit_tone(1, 1, 0), 16000)  # another rate: the resampling path too
+    code = (
+        "import sys\n"
+        "from sdc.cli import main\n"
+        f"main(['predict', {str(onnx)!r}, {str(clip)!r}])\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'torch', 'torchaudio', 'pytorch_lightning', 'lightning', 'hydra'})\n"
+        "print('imported:', heavy)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "one.wav" in result.stdout
+    assert result.stdout.strip().endswith("imported: []"), result.stdout

@@ -9,9 +9,9 @@ import pytest
 from omegaconf import DictConfig
 
 from conftest import QUICK_FSDD
+from sdc.audio.centre import centre_recording
 from sdc.audio.io import read_audio
 from sdc.audio.vad import find_speech
-from sdc.audio.window import centre_recording
 from sdc.data.datamodule import FSDDDataModule
 from sdc.data.download import RECORDINGS_DIGEST, recordings_digest
 from sdc.data.fsdd import find_recordings_dir

@@ -121,7 +121,7 @@ def test_a_checkpoint_with_weights_that_are_not_finite_is_refused(
 
 
 def test_a_model_that_answers_nan_never_gives_an_answer() -> None:
-    from sdc.inference.checkpoint import ModelInfo
+    from sdc.inference.model_info import ModelInfo
     from sdc.inference.recognizer import Recognizer
 
     info = ModelInfo(tuple("0123456789"), 8000, 800, {}, {})

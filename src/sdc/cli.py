@@ -68,7 +68,7 @@ def probability(text: str) -> float:
 
 
 def sample_rate(text: str) -> int:
-    from sdc.audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+    from sdc.audio.decode import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
     value = _parsed(int, text, "an integer")
     if not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:

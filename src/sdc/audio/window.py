@@ -9,8 +9,6 @@ clip are clamped onto those columns. That is three times faster than masking the
 
 from __future__ import annotations
 
-import numpy as np
-import numpy.typing as npt
 import torch
 
 
@@ -39,18 +37,3 @@ def fit_to_window(
     offset = (start - shift + 1).unsqueeze(1)
     source = (torch.arange(window, device=waves.device) + offset).clamp_(0, width + 1)
     return framed.gather(1, source)
-
-
-def centre_recording(clip: npt.ArrayLike, window: int) -> np.ndarray:
-    """A recorded clip, its mean taken off, in the middle of the window (cropped if longer).
-
-    The mean goes first: a recording's DC offset (a cheap sound card's, or nicolas's in FSDD)
-    carries no digit, and between the clip and the zero padding it would be a step, heard as a
-    click at each end. With an offset of a third of the speech's peak, a model that got 95 of
-    100 of theo's clips right (theo held out) got 91 without this, 95 with it. Inference
-    centres clips this way; training and evaluation, whose FSDD clips have no offset to speak
-    of, use `fit_to_window` alone.
-    """
-    clip = np.asarray(clip, dtype=np.float32).reshape(-1)
-    wave = torch.as_tensor(clip - np.float32(clip.mean(dtype=np.float64))).reshape(1, -1)
-    return fit_to_window(wave, torch.tensor([wave.shape[1]]), window)[0].numpy()

@@ -31,7 +31,8 @@ from sdc.config import config_dir
 from sdc.data.fsdd import SPLITS, SUBSETS, Recording
 from sdc.errors import SdcError
 from sdc.files import write_text
-from sdc.inference.checkpoint import ModelInfo, load_classifier
+from sdc.inference.checkpoint import load_classifier
+from sdc.inference.model_info import ModelInfo
 from sdc.training.report import write_misclassified, write_report
 from sdc.training.run_folder import refused_runs_leave_nothing
 

@@ -7,70 +7,18 @@ code runs, and nothing from the training config or the dataset is needed.
 
 from __future__ import annotations
 
-import json
 import pickle
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from sdc.errors import SdcError
+from sdc.inference.model_info import ModelInfo, refuse_retired
 
 if TYPE_CHECKING:
     from sdc.training.module import DigitClassifier
-
-METADATA_KEY = "sdc.model_info"
-"""Where exported models (ONNX metadata_props, TorchScript extra files) keep their `ModelInfo`."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """Everything about a trained model that is not a weight: what it expects and what it says."""
-
-    labels: tuple[str, ...]
-    sample_rate: int
-    window: int
-    """Samples per input window (clip length x sample rate)."""
-    frontend: dict[str, Any]
-    net: dict[str, Any]
-
-    @property
-    def window_seconds(self) -> float:
-        return self.window / self.sample_rate
-
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "labels": list(self.labels)}, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str, source: str | Path) -> ModelInfo:
-        try:
-            data = json.loads(text)
-            _refuse_retired(data["frontend"], "", source)
-            return cls(
-                labels=tuple(str(label) for label in data["labels"]),
-                sample_rate=int(data["sample_rate"]),
-                window=int(data["window"]),
-                frontend=dict(data["frontend"]),
-                net=dict(data["net"]),
-            )
-        except (ValueError, KeyError, TypeError) as err:
-            raise SdcError(f"{source}: unreadable sdc model metadata ({err})") from None
-
-    @classmethod
-    def from_hparams(cls, hparams: dict[str, Any]) -> ModelInfo:
-        frontend = dict(hparams["frontend"])
-        sample_rate = int(frontend.get("sample_rate", 8000))
-        clip_seconds = float(frontend.get("clip_seconds", 2.3))
-        return cls(
-            labels=tuple(str(label) for label in hparams["labels"]),
-            sample_rate=sample_rate,
-            window=round(clip_seconds * sample_rate),
-            frontend=frontend,
-            net=dict(hparams["net"]),
-        )
-
 
 RETIRED_OFF: dict[str, object] = {
     "label_smoothing": 0.0,
@@ -78,18 +26,6 @@ RETIRED_OFF: dict[str, object] = {
 }
 """Hyperparameters of checkpoints saved by earlier versions that sdc no longer has, with the
 value at which they change nothing at inference: such a checkpoint loads as before."""
-
-
-def _refuse_retired(frontend: dict[str, Any], prefix: str, source: str | Path) -> None:
-    """Drop a front end's retired settings that were off; refuse a model that used them."""
-    fade = frontend.pop("edge_fade_seconds", 0.0)
-    if fade:
-        raise SdcError(
-            f"{source}: {prefix}frontend.edge_fade_seconds is {fade}; this version of sdc no "
-            "longer fades clip edges, so the model would hear unlike its training"
-        )
-    if frontend.pop("kind", "mfcc") != "mfcc":
-        raise SdcError(f"{source}: {prefix}frontend.kind: log-mel front ends are no longer built")
 
 
 def upgrade(hparams: dict[str, Any], source: str | Path) -> dict[str, Any]:
@@ -105,7 +41,7 @@ def upgrade(hparams: dict[str, Any], source: str | Path) -> dict[str, Any]:
         if value != off and (key != "ensemble_rule" or hparams.get("experts")):
             raise SdcError(f"{source}: {key} is {value!r}, which this version of sdc does not have")
     hparams["frontend"] = dict(hparams["frontend"])
-    _refuse_retired(hparams["frontend"], "", source)
+    refuse_retired(hparams["frontend"], "", source)
     net = hparams["net"] = dict(hparams["net"])
     if net.get("_target_") == "sdc.models.cnn.DigitCNN":
         # Saved before the option existed: the CNN flattened its map.
@@ -113,7 +49,7 @@ def upgrade(hparams: dict[str, Any], source: str | Path) -> dict[str, Any]:
     experts = {}
     for name, expert in (hparams.get("experts") or {}).items():
         expert = {**expert, "frontend": dict(expert["frontend"])}
-        _refuse_retired(expert["frontend"], f"experts.{name}.", source)
+        refuse_retired(expert["frontend"], f"experts.{name}.", source)
         experts[name] = expert
     if experts:
         hparams["experts"] = experts

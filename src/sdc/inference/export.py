@@ -21,7 +21,8 @@ import torch
 
 from sdc.cli import ArgumentParser, output_file, user_errors
 from sdc.errors import SdcError
-from sdc.inference.checkpoint import METADATA_KEY, ModelInfo, load_classifier
+from sdc.inference.checkpoint import load_classifier
+from sdc.inference.model_info import METADATA_KEY, ModelInfo
 from sdc.inference.recognizer import Recognizer
 
 ONNX_OPSET = 18

@@ -6,8 +6,8 @@ TorchScript) plus the model's `ModelInfo` (labels, sample rate, window). Around 
 steps every use shares: read and resample audio, find the speech, place it in the window the way
 evaluation does (centred, zero padding), classify, and say "no digit" below the threshold.
 
-The ONNX path imports neither Lightning nor Hydra: `sdc.inference.checkpoint` loads the
-Lightning module only when a checkpoint is opened.
+The ONNX path imports no torch, Lightning or Hydra (numpy, scipy, soundfile and onnxruntime are
+all it needs): torch is imported only when a checkpoint or a TorchScript export is opened.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-from sdc.audio.io import read_audio
+from sdc.audio.centre import centre_recording
+from sdc.audio.decode import decode_audio, resample_array
 from sdc.audio.vad import VadConfig, find_speech
-from sdc.audio.window import centre_recording
 from sdc.errors import SdcError
-from sdc.inference.checkpoint import METADATA_KEY, ModelInfo
+from sdc.inference.model_info import METADATA_KEY, ModelInfo
 
 if TYPE_CHECKING:
+    import torch
+
     from sdc.training.module import DigitClassifier
 
 DEFAULT_THRESHOLD = 0.6
@@ -65,6 +66,8 @@ class Transcript:
 
 
 def _torch_backend(model: torch.nn.Module) -> Backend:
+    import torch
+
     model.eval()
 
     def run(windows: np.ndarray) -> np.ndarray:
@@ -136,6 +139,8 @@ class Recognizer:
         path = Path(path)
         if not path.is_file():
             raise SdcError(f"{path}: no such TorchScript model")
+        import torch
+
         files = {METADATA_KEY: ""}
         try:
             with warnings.catch_warnings():
@@ -253,7 +258,8 @@ class Recognizer:
 
     def read(self, path: str | Path) -> np.ndarray:
         """A file as a mono float32 array at the model's rate (SdcError naming it if unreadable)."""
-        return read_audio(path, self.sample_rate).numpy()
+        wave, rate = decode_audio(path)
+        return resample_array(wave, rate, self.sample_rate)
 
     def predict_files(self, paths: Iterable[str | Path]) -> list[Prediction]:
         """One answer per file; a file that cannot be read gets an `error` and the rest go on."""
