@@ -21,9 +21,8 @@ from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-from sdc.audio.io import resample
+from sdc.audio.decode import resample_array
 from sdc.audio.vad import find_speech
 from sdc.errors import SdcError
 from sdc.inference.recognizer import Prediction, Recognizer
@@ -146,7 +145,7 @@ def pcm_chunks(
             data, leftover = data[:usable], data[usable:]
             pcm = np.frombuffer(data, dtype=dtype).astype(np.float32) / scale
             mono = pcm.reshape(-1, channels).mean(axis=1)
-            yield resample(torch.from_numpy(mono), sample_rate, recognizer.sample_rate).numpy()
+            yield resample_array(mono, sample_rate, recognizer.sample_rate)
 
     return _paced(read(), recognizer.sample_rate) if realtime else read()
 
