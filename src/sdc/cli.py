@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sdc.errors import SdcError
+from sdc.errors import SdcError, first_line
 from sdc.training.allocator import keep_freed_memory
 
 
@@ -98,10 +98,6 @@ def _parsed(kind: Callable[[str], Any], text: str, expected: str) -> Any:
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
 
 
-def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-
-
 def run_hydra_app(app: Callable[[], Any]) -> None:
     """Run a `@hydra.main` app so that a config mistake reads as one line naming the key.
 
@@ -118,9 +114,9 @@ def run_hydra_app(app: Callable[[], Any]) -> None:
     try:
         app()
     except (HydraException, OmegaConfBaseException) as err:
-        message = _first_line(err)
+        message = first_line(err)
         if err.__cause__ is not None:
-            message = f"{message.rstrip('.')}: {_first_line(err.__cause__)}"
+            message = f"{message.rstrip('.')}: {first_line(err.__cause__)}"
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     except ValueError as err:
@@ -128,7 +124,7 @@ def run_hydra_app(app: Callable[[], Any]) -> None:
         # user's input too. A ValueError from anywhere else is a bug and keeps its traceback.
         if not _raised_in_hydra(err):
             raise
-        message = _first_line(err)
+        message = first_line(err)
         if "NoneType" in message:
             message += " (to leave out a config group, write ~group, not group=null)"
         print(f"error: overrides {' '.join(sys.argv[1:])}: {message}", file=sys.stderr)

@@ -1,5 +1,5 @@
-"""Decoding audio files into mono float32 arrays, and resampling them, with numpy and soundfile
-alone: what an exported model needs to run without torch (`sdc.inference`).
+"""Decoding audio files into mono float32 arrays, and resampling them, with numpy, scipy and
+soundfile: what an exported model needs to run without torch (`sdc.inference`).
 
 soundfile reads WAV at any bit depth as well as FLAC and OGG; `torchaudio.load` would need
 TorchCodec and FFmpeg.
@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-from sdc.errors import SdcError
+from sdc.errors import SdcError, first_line
 
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768_000
@@ -94,8 +94,7 @@ def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
     try:
         data, file_rate = _read_frames(path)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, EOFError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SdcError(f"{path}: cannot read audio ({reason})") from None
+        raise SdcError(f"{path}: cannot read audio ({first_line(err)})") from None
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise SdcError(f"{path}: the file holds no samples")
     if not MIN_SAMPLE_RATE <= file_rate <= MAX_SAMPLE_RATE:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sdc.errors import SdcError
+from sdc.errors import SdcError, first_line
 from sdc.inference.model_info import ModelInfo, refuse_retired
 
 if TYPE_CHECKING:
@@ -56,10 +56,6 @@ def upgrade(hparams: dict[str, Any], source: str | Path) -> dict[str, Any]:
     return hparams
 
 
-def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-
-
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The checkpoint's dictionary; SdcError, one line naming the file, if it is unusable.
 
@@ -86,7 +82,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "and plain data, which could run code: refused)"
         ) from None
     except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise SdcError(f"{path}: not a loadable checkpoint ({_first_line(err)})") from None
+        raise SdcError(f"{path}: not a loadable checkpoint ({first_line(err)})") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise SdcError(f"{path}: not a Lightning checkpoint (no state_dict)")
     hparams = checkpoint.get("hyper_parameters")
@@ -116,5 +112,5 @@ def load_classifier(
         model = DigitClassifier(**{**checkpoint["hyper_parameters"], **overrides})
         model.load_state_dict(checkpoint["state_dict"])
     except Exception as err:  # a config or weights that do not fit this version of sdc
-        raise SdcError(f"{path}: cannot rebuild the model ({_first_line(err)})") from None
+        raise SdcError(f"{path}: cannot rebuild the model ({first_line(err)})") from None
     return model.to(map_location).eval()

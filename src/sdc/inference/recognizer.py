@@ -24,7 +24,7 @@ import numpy.typing as npt
 from sdc.audio.centre import centre_recording
 from sdc.audio.decode import decode_audio, resample_array
 from sdc.audio.vad import VadConfig, find_speech
-from sdc.errors import SdcError
+from sdc.errors import SdcError, first_line
 from sdc.inference.model_info import METADATA_KEY, ModelInfo
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class Recognizer:
         try:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own types for a bad file
-            raise SdcError(f"{path}: not a loadable ONNX model ({str(err)[:200]})") from None
+            raise SdcError(f"{path}: not a loadable ONNX model ({first_line(err)})") from None
         meta = session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta:
             raise SdcError(f"{path}: not an sdc model (no {METADATA_KEY} in its metadata)")
@@ -147,7 +147,9 @@ class Recognizer:
                 warnings.simplefilter("ignore", DeprecationWarning)  # see sdc.inference.export
                 model = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
         except Exception as err:  # torch raises several types for a bad archive
-            raise SdcError(f"{path}: not a loadable TorchScript model ({str(err)[:200]})") from None
+            raise SdcError(
+                f"{path}: not a loadable TorchScript model ({first_line(err)})"
+            ) from None
         if not files[METADATA_KEY]:
             raise SdcError(f"{path}: not an sdc model (no {METADATA_KEY} inside)")
         info = ModelInfo.from_json(files[METADATA_KEY], path)
