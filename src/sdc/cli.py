@@ -142,6 +142,7 @@ COMMANDS = {
     "predict": ("sdc.inference.predict", "the digit in each audio file"),
     "transcribe": ("sdc.inference.transcribe", "the digit string in longer recordings"),
     "listen": ("sdc.inference.listen", "digits live from the microphone, a WAV file or stdin"),
+    "serve": ("sdc.serve.main", "the model as an HTTP service with a web page"),
     "export": ("sdc.inference.export", "a checkpoint to ONNX and TorchScript"),
     "ensemble": ("sdc.evaluation.ensemble", "one model averaging finished runs (same split)"),
     "results": ("sdc.lab.results", "the results table: recipes x protocols (Hydra overrides)"),

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sdc.audio.centre import centre_recording
-from sdc.audio.decode import decode_audio, resample_array
+from sdc.audio.decode import decode_audio, decode_bytes, resample_array
 from sdc.audio.vad import VadConfig, find_speech
 from sdc.errors import SdcError, first_line
 from sdc.inference.model_info import METADATA_KEY, ModelInfo
@@ -234,9 +234,14 @@ class Recognizer:
         """
         if len(wave) <= self.window:
             window = self.centred(wave)
-            if len(find_speech(window, self.sample_rate, self.vad)) == 0:
+            found = find_speech(window, self.sample_rate, self.vad)
+            if len(found) == 0:
                 return None
-            return window, 0, len(wave)
+            # Where the speech lies in the clip: the window holds it from `shift` on.
+            shift = int(np.round((self.window - len(wave)) * 0.5))
+            start = min(max(0, int(found[0, 0]) - shift), len(wave))
+            end = min(max(start, int(found[-1, 1]) - shift), len(wave))
+            return window, start, end
         segments = find_speech(wave, self.sample_rate, self.vad)
         if len(segments) == 0:
             return None
@@ -261,6 +266,11 @@ class Recognizer:
     def read(self, path: str | Path) -> np.ndarray:
         """A file as a mono float32 array at the model's rate (SdcError naming it if unreadable)."""
         wave, rate = decode_audio(path)
+        return resample_array(wave, rate, self.sample_rate)
+
+    def read_bytes(self, data: bytes, name: str, max_seconds: float | None = None) -> np.ndarray:
+        """`read` for a file's contents in memory (an upload); past `max_seconds`, AudioTooLong."""
+        wave, rate = decode_bytes(data, name, max_seconds)
         return resample_array(wave, rate, self.sample_rate)
 
     def predict_files(self, paths: Iterable[str | Path]) -> list[Prediction]:
