@@ -7,7 +7,7 @@ ARGS ?=
 SWEEP ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train evaluate export results test test-fast lint format bench tensorboard sweep-report clean
+.PHONY: help install train evaluate export results test test-fast lint format bench loadtest serve tensorboard sweep-report clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 
 bench: $(STAMP) ## Speed and memory on this machine (skip the 25-epoch run: ARGS=bench.full_baseline=false)
 	$(BIN)/sdc bench $(ARGS)
+
+serve: $(STAMP) ## The web page and API on http://127.0.0.1:8000/: make serve MODEL=path/to/model.onnx
+	$(BIN)/sdc serve $(MODEL) $(ARGS)
+
+loadtest: $(STAMP) ## sdc serve under load: make loadtest MODEL=path/to/model.onnx [ARGS='--clients 8 --seconds 20']
+	$(BIN)/sdc loadtest $(MODEL) $(ARGS)
 
 tensorboard: $(STAMP) ## Every run and sweep under outputs/
 	$(BIN)/tensorboard --logdir outputs

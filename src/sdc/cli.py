@@ -147,6 +147,7 @@ COMMANDS = {
     "ensemble": ("sdc.evaluation.ensemble", "one model averaging finished runs (same split)"),
     "results": ("sdc.lab.results", "the results table: recipes x protocols (Hydra overrides)"),
     "bench": ("sdc.lab.bench", "speed and memory on this machine (Hydra overrides)"),
+    "loadtest": ("sdc.lab.loadtest", "sdc serve under concurrent clients: requests/s, latency"),
     "sweep-report": ("sdc.lab.sweep_report", "rank a sweep's trials"),
 }
 HYDRA_COMMANDS = ("train", "evaluate", "results", "bench")

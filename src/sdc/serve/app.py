@@ -158,7 +158,11 @@ def create_app(recognizer: Recognizer, model_path: Path, limits: ServiceLimits) 
         summary="Spoken-digit recognition: which digit (0-9) is said in a recording.",
         version=sdc.__version__,
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN; nothing here may.
+        docs_url=None,
+        redoc_url=None,
     )
+    app.state.pool = pool
     app.mount("/static", StaticFiles(directory=PAGE), name="static")
 
     def read(data: bytes, name: str) -> np.ndarray:

@@ -1,8 +1,8 @@
 """`sdc serve MODEL [--host 127.0.0.1] [--port 8000]`: the model as an HTTP service and web page.
 
 The model (a checkpoint, an exported .onnx or TorchScript .pt) is loaded once. The page at `/`
-records from the microphone or takes a dropped file; the API is described at `/docs`
-(OpenAPI at `/openapi.json`).
+records from the microphone or takes a dropped file; the API is described in OpenAPI at
+`/openapi.json`.
 """
 
 from __future__ import annotations

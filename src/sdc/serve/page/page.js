@@ -163,8 +163,10 @@ async function recognize(audio, contentType, samples, rate) {
 function show(prediction, transcript, samples, rate) {
   $("result").hidden = false;
   $("digit").textContent = prediction.digit ?? "–";
+  const several = transcript.segments.length > 1;
   $("confidence").textContent = prediction.speech
-    ? `confidence ${(100 * prediction.confidence).toFixed(1)}%` +
+    ? (several ? `the loudest of ${transcript.segments.length} utterances, ` : "") +
+      `confidence ${(100 * prediction.confidence).toFixed(1)}%` +
       (prediction.digit === null ? " (below the threshold: no digit)" : "")
     : "no speech heard";
   const list = $("top3");
@@ -185,7 +187,7 @@ function show(prediction, transcript, samples, rate) {
     }),
   );
   const long = model ? transcript.duration > model.window_seconds : false;
-  $("transcript-block").hidden = !(long || transcript.segments.length > 1);
+  $("transcript-block").hidden = !(long || several);
   $("transcript").textContent = transcript.text || "(no digits)";
   drawWaveform(samples, rate, transcript);
 }
@@ -217,7 +219,7 @@ function drawWaveform(samples, rate, transcript) {
       low = Math.min(low, samples[i]);
       high = Math.max(high, samples[i]);
     }
-    g.moveTo(px + 0.5, height / 2 - (high / peak) * (height / 2 - 28) );
+    g.moveTo(px + 0.5, height / 2 - (high / peak) * (height / 2 - 28));
     g.lineTo(px + 0.5, height / 2 - (low / peak) * (height / 2 - 28) + 1);
   }
   g.stroke();
