@@ -29,10 +29,11 @@ from serve_helpers import post_file, serving  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="no Chromium here: apt-get install chromium chromium-driver (as .ci/run does)",
-)
+NO_BROWSER = "no Chromium here: apt-get install chromium chromium-driver (as .ci/run does)"
+if not (CHROMIUM and CHROMEDRIVER) and os.environ.get("SDC_REQUIRE_BROWSER"):
+    # CI installs Chromium: there, its absence is a failure, not a quiet skip.
+    raise RuntimeError(f"SDC_REQUIRE_BROWSER is set but {NO_BROWSER}")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason=NO_BROWSER)
 SCREENSHOT_DIR = os.environ.get("SDC_SCREENSHOT_DIR")
 """Where the real-speech test also saves its screenshot (the README's is made this way)."""
 
