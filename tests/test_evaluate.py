@@ -54,6 +54,16 @@ def test_evaluate_writes_its_reports_and_matches_the_training_test(
     assert "accuracy per speaker" in printed.out and "warning" not in printed.err
     assert "accuracy per speaker" in (out / "report.txt").read_text()
 
+    # Accuracy against SNR: the clean point is the evaluation's own accuracy, noise only hurts
+    # on the whole, and the curve is drawn and saved.
+    snr = metrics["snr"]
+    assert set(snr) == {"clean", "snr_20db", "snr_10db", "snr_5db", "snr_0db"}
+    assert snr["clean"] == pytest.approx(metrics["accuracy"], abs=1e-9)
+    assert snr["snr_0db"] <= snr["clean"]
+    assert json.loads((out / "metrics.json").read_text())["snr"] == snr
+    assert (out / "accuracy_vs_snr.png").read_bytes()[:4] == b"\x89PNG"
+    assert "in white noise: 0 dB" in printed.out
+
 
 def test_another_split_or_subset_is_evaluated_and_bad_values_name_the_key(
     tiny_checkpoint: Path, tiny_fsdd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -18,7 +18,14 @@ from sdc.config import config_dir
 from sdc.errors import SdcError
 from sdc.evaluation.robustness import best_checkpoint, evaluate_run
 from sdc.lab.recipe import recipe
-from sdc.lab.results import check_conditions, compose_trial, ensemble_rows, new_attempt, results
+from sdc.lab.results import (
+    check_conditions,
+    compose_trial,
+    ensemble_rows,
+    new_attempt,
+    results,
+    snr_curves,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +90,13 @@ def test_results_trains_every_protocol_and_writes_the_table(
     assert "| `baseline` |" in table and "LOSO worst" in table and "noise 10 dB" in table
     assert "| pitch +4 st |" in table
     assert json.loads((out / "results.json").read_text())["table"] == payload["table"]
+    # Beside the table, the noise columns drawn: each row's accuracy against the SNR.
+    assert (out / "accuracy_vs_snr.png").read_bytes()[:4] == b"\x89PNG"
+    assert "accuracy_vs_snr.png" in table
+    curves = snr_curves(payload["table"], cfg.results)
+    noise = row["random"]["robustness"]["snr_10db"]["mean"]
+    assert set(curves) == {"baseline"} and curves["baseline"]["snr_10db"] == noise
+    assert "pitch_+4st" not in curves["baseline"]
 
     # An interrupted table continues: finished trials are reused, nothing is trained again.
     def no_training(*args: object, **kwargs: object) -> float:

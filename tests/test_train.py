@@ -240,3 +240,29 @@ def test_same_seed_gives_the_same_metrics_in_deterministic_mode(
         runs.append(train(cfg))
     for key in ("val_loss", "val_acc", "test_acc", "train_loss_epoch"):
         assert runs[0][key] == runs[1][key], key
+
+
+def test_tensorboard_lets_you_hear_training_windows_and_test_mistakes(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = make_cfg("trainer.max_epochs=1", "data.batch_size=16")
+    train(cfg)
+    run = Path(cfg.paths.output_dir)
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"audio": 0, "images": 0})
+    events.Reload()
+    heard = [t for t in events.Tags()["audio"] if t.startswith("train/heard_")]
+    assert len(heard) == 4
+    images = events.Tags()["images"]
+    for tag in heard:
+        assert tag.endswith("/audio") and tag.replace("/audio", "/features") in images
+        (clip,) = events.Audio(tag)
+        assert clip.sample_rate == 8000 and len(clip.encoded_audio_string) > 30_000  # 2.3 s
+    wrong = len((run / "test" / "misclassified.csv").read_text().splitlines()) - 1
+    assert wrong > 0, "one epoch leaves mistakes to hear"
+    mistakes = [t for t in events.Tags()["audio"] if t.startswith("test/misclassified/")]
+    assert len(mistakes) == min(wrong, 8)
+    for tag in mistakes:
+        true, predicted = tag.split("_true_")[1].split("_predicted_")
+        assert true != predicted

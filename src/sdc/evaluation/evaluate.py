@@ -7,7 +7,9 @@ test accuracy. The run folder gets:
 
 - `report.txt`, `report.json`: accuracy, per-class precision/recall/F1, per-speaker accuracy;
 - `confusion_matrix.png`, also in TensorBoard (`tensorboard/`) with the report;
-- `per_speaker.csv` and `misclassified.csv` (each wrong file with its top-3 probabilities).
+- `per_speaker.csv` and `misclassified.csv` (each wrong file with its top-3 probabilities);
+- `accuracy_vs_snr.png`: accuracy in white noise at 20, 10, 5 and 0 dB SNR and clean, also in
+  TensorBoard and in `metrics.json` (`snr`).
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir
 from sdc.data.fsdd import SPLITS, SUBSETS, Recording
 from sdc.errors import SdcError
+from sdc.evaluation.snr_curve import save_snr_plot, snr_curve, snr_points
 from sdc.files import write_text
 from sdc.inference.checkpoint import load_classifier
 from sdc.inference.model_info import ModelInfo
-from sdc.training.report import write_misclassified, write_report
+from sdc.training.report import log_misclassified_audio, write_misclassified, write_report
 from sdc.training.run_folder import refused_runs_leave_nothing
 
 log = logging.getLogger(__name__)
+SNR_PNG = "accuracy_vs_snr.png"
 
 
 def _check(cfg: DictConfig) -> None:
@@ -123,17 +127,36 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_text(output_dir / "report.txt", f"{text}\naccuracy per speaker\n{speaker_text}\n")
     _write_per_speaker(speakers, output_dir / "per_speaker.csv")
     wrong = write_misclassified(recordings, probs, info.labels, output_dir / "misclassified.csv")
+    clips = datamodule.datasets[cfg.subset]
+    curve = snr_curve(model, clips.waves, clips.labels.tolist(), info.window, info.sample_rate)
+    snr_figure = save_snr_plot(
+        {ckpt.name: curve}, f"{cfg.subset} set of split '{cfg.data.split}'", output_dir / SNR_PNG
+    )
 
     writer = SummaryWriter(str(output_dir / "tensorboard"))
     writer.add_figure(f"{cfg.subset}/confusion_matrix", figure)
     writer.add_text(f"{cfg.subset}/report", f"```\n{text}\n{speaker_text}\n```")
+    writer.add_figure(f"{cfg.subset}/accuracy_vs_snr", snr_figure)
+    log_misclassified_audio(
+        writer, recordings, clips.waves, probs, info.labels, info.sample_rate, cfg.subset
+    )
     writer.add_scalar(f"{cfg.subset}/accuracy", payload["accuracy"])
     for name, s in speakers.items():
         writer.add_scalar(f"{cfg.subset}/accuracy_{name}", s["accuracy"])
     writer.close()
 
-    print(f"{text}\naccuracy per speaker\n{speaker_text}\n\n{wrong} misclassified: {output_dir}")
-    metrics = {"accuracy": payload["accuracy"], "n": len(targets), "per_speaker": speakers}
+    noise = ", ".join(
+        f"{'clean' if snr is None else f'{snr:g} dB'} {100 * value:.1f}%"
+        for snr, value in snr_points(curve)
+    )
+    print(f"{text}\naccuracy per speaker\n{speaker_text}\n\nin white noise: {noise}")
+    print(f"{wrong} misclassified: {output_dir}")
+    metrics = {
+        "accuracy": payload["accuracy"],
+        "n": len(targets),
+        "per_speaker": speakers,
+        "snr": curve,
+    }
     write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
 

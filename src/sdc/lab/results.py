@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import hydra
+import matplotlib.pyplot as plt
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -50,10 +51,14 @@ from sdc.evaluation.robustness import (
     speeds_or_none,
     write_cached,
 )
+from sdc.evaluation.snr_curve import save_snr_plot
 from sdc.files import write_text
 from sdc.lab.machine import summary
 from sdc.lab.recipe import recipe
 from sdc.training.run_folder import refused_runs_leave_nothing
+
+SNR_PNG = "accuracy_vs_snr.png"
+"""Beside results.md: each row's accuracy against the SNR of white noise."""
 
 log = logging.getLogger(__name__)
 
@@ -422,6 +427,17 @@ def summarize(key: str, trials: Sequence[Trial], wall_seconds: float) -> dict[st
     return summary
 
 
+def snr_curves(table: dict[str, Any], opts: DictConfig) -> dict[str, dict[str, float]]:
+    """Each row's mean accuracy clean and at each SNR, from its robustness columns."""
+    curves = {}
+    for row, cells in table.items():
+        rob = next((c["robustness"] for c in cells.values() if "robustness" in c), {})
+        points = {n: v["mean"] for n, v in rob.items() if n == "clean" or n.startswith("snr_")}
+        if len(points) > 1:
+            curves[row] = points
+    return curves
+
+
 def _pct(spread: dict[str, float]) -> str:
     text = f"{100 * spread['mean']:.2f}"
     return text + (f" ± {100 * spread['std']:.2f}" if spread["n"] > 1 else "")
@@ -449,7 +465,8 @@ def markdown(table: dict[str, Any], opts: DictConfig, host: str, wall: float) ->
     head += [column_label(n) for n in robust]
     lines = [
         "Test accuracy (%), mean ± standard deviation over the trials of each protocol; "
-        f"robustness columns on the {', '.join(opts.robustness_protocols)} split.",
+        f"robustness columns on the {', '.join(opts.robustness_protocols)} split"
+        + (f" (the noise columns drawn in {SNR_PNG})." if robust else "."),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -549,6 +566,10 @@ def results(cfg: DictConfig) -> dict[str, Any]:
     }
     write_text(out / "results.json", json.dumps(payload, indent=2) + "\n")
     write_text(out / "results.md", markdown(table, opts, host, wall))
+    curves = snr_curves(table, opts)
+    if curves:
+        title = f"{', '.join(opts.robustness_protocols)} split, mean over trials"
+        plt.close(save_snr_plot(curves, title, out / SNR_PNG))
     log.info("wrote %s", out / "results.md")
     return payload
 

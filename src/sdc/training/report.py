@@ -101,3 +101,36 @@ def write_misclassified(
         rows += 1
     write_text(path, out.getvalue())
     return rows
+
+
+MISCLASSIFIED_AUDIO = 8
+"""Misclassified clips put in TensorBoard as audio per report: enough to hear a pattern (a
+speaker, a cut-off start), few enough to keep an event file small (8 x 1 s at 8 kHz: 256 KB)."""
+
+
+def log_misclassified_audio(
+    writer: Any,
+    recordings: Sequence[Recording],
+    waves: Sequence[torch.Tensor],
+    probs: torch.Tensor,
+    labels: Sequence[str],
+    sample_rate: int,
+    prefix: str = "test",
+    step: int = 0,
+) -> int:
+    """The first `MISCLASSIFIED_AUDIO` wrong clips as audio in TensorBoard (`writer`, a
+    SummaryWriter), each tagged with its file, true and predicted digit; returns how many."""
+    predicted = probs.argmax(dim=-1).tolist()
+    logged = 0
+    for rec, wave, guess in zip(recordings, waves, predicted, strict=True):
+        if guess == rec.digit:
+            continue
+        tag = (
+            f"{prefix}/misclassified/{rec.path.stem}_true_{labels[rec.digit]}"
+            f"_predicted_{labels[guess]}"
+        )
+        writer.add_audio(tag, wave.float().clamp(-1, 1).unsqueeze(0), step, sample_rate)
+        logged += 1
+        if logged == MISCLASSIFIED_AUDIO:
+            break
+    return logged

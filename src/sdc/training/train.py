@@ -35,7 +35,7 @@ from sdc.files import write_text
 from sdc.inference.checkpoint import read_checkpoint
 from sdc.training.allocator import keep_freed_memory
 from sdc.training.module import DigitClassifier
-from sdc.training.report import write_misclassified, write_report
+from sdc.training.report import log_misclassified_audio, write_misclassified, write_report
 from sdc.training.run_folder import claim_run_folder, refused_runs_leave_nothing
 
 log = logging.getLogger(__name__)
@@ -260,8 +260,13 @@ def _report(
     write_misclassified(recordings, probs, module.labels, output_dir / "test" / "misclassified.csv")
     print(text)
     if isinstance(trainer.logger, TensorBoardLogger):
-        trainer.logger.experiment.add_figure("test/confusion_matrix", figure, trainer.global_step)
-        trainer.logger.experiment.add_text("test/report", f"```\n{text}\n```", trainer.global_step)
+        writer, step = trainer.logger.experiment, trainer.global_step
+        writer.add_figure("test/confusion_matrix", figure, step)
+        writer.add_text("test/report", f"```\n{text}\n```", step)
+        waves = datamodule.datasets["test"].waves[: len(targets)]
+        log_misclassified_audio(
+            writer, recordings, waves, probs, module.labels, module.sample_rate, step=step
+        )
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
