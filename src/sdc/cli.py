@@ -143,6 +143,7 @@ COMMANDS = {
     "transcribe": ("sdc.inference.transcribe", "the digit string in longer recordings"),
     "listen": ("sdc.inference.listen", "digits live from the microphone, a WAV file or stdin"),
     "serve": ("sdc.serve.main", "the model as an HTTP service with a web page"),
+    "strings": ("sdc.strings.train", "train and test the digit-string reader (Hydra overrides)"),
     "export": ("sdc.inference.export", "a checkpoint to ONNX and TorchScript"),
     "ensemble": ("sdc.evaluation.ensemble", "one model averaging finished runs (same split)"),
     "results": ("sdc.lab.results", "the results table: recipes x protocols (Hydra overrides)"),
@@ -150,7 +151,7 @@ COMMANDS = {
     "loadtest": ("sdc.lab.loadtest", "sdc serve under concurrent clients: requests/s, latency"),
     "sweep-report": ("sdc.lab.sweep_report", "rank a sweep's trials"),
 }
-HYDRA_COMMANDS = ("train", "evaluate", "results", "bench")
+HYDRA_COMMANDS = ("train", "evaluate", "results", "bench", "strings")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,6 +21,7 @@ from sdc.config.fields import option
 from sdc.data.datamodule import DataConfig
 from sdc.models.cnn import CnnConfig
 from sdc.models.embedding_head import EmbeddingHeadConfig
+from sdc.strings.config import StringsConfig
 
 
 @dataclass
@@ -69,3 +70,4 @@ def register() -> None:
     store.store(group="spec_augment", name="default", node=SpecAugmentConfig)
     store.store(group="vtlp", name="default", node=VtlpConfig)
     store.store(group="bench", name="default", node=BenchConfig)
+    store.store(group="strings", name="default", node=StringsConfig)

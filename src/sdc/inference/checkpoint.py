@@ -108,6 +108,11 @@ def load_classifier(
     from sdc.training.module import DigitClassifier
 
     checkpoint = read_checkpoint(path, map_location)
+    if checkpoint["hyper_parameters"].get("kind") == "digit_strings":
+        raise SdcError(
+            f"{path}: a digit-string reader, which sdc transcribe and sdc listen use; this "
+            "command takes isolated-digit models"
+        )
     try:
         model = DigitClassifier(**{**checkpoint["hyper_parameters"], **overrides})
         model.load_state_dict(checkpoint["state_dict"])

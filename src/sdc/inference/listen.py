@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sdc.cli import ArgumentParser, positive_int, sample_rate, user_errors
 from sdc.inference.predict import add_model_arguments, as_record
-from sdc.inference.recognizer import Recognizer
+from sdc.inference.recognizer import load_transcriber
 from sdc.inference.stream import PCM_FORMATS, file_chunks, listen, microphone_chunks, pcm_chunks
 
 
@@ -41,7 +41,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     with user_errors():
-        recognizer = Recognizer.load(args.model, threshold=args.threshold)
+        recognizer = load_transcriber(args.model, threshold=args.threshold)
         if args.wav is not None:
             chunks = file_chunks(recognizer, args.wav, realtime=args.realtime)
         elif args.stdin:

@@ -30,9 +30,13 @@ from sdc.inference.model_info import METADATA_KEY, ModelInfo
 if TYPE_CHECKING:
     import torch
 
+    from sdc.inference.stream import StreamListener
+    from sdc.strings.recognizer import StringRecognizer
     from sdc.training.module import DigitClassifier
 
 DEFAULT_THRESHOLD = 0.6
+EXPORT_SUFFIXES = (".onnx", ".pt", ".ts")
+"""Exported models (ONNX, TorchScript); anything else is read as a checkpoint."""
 SEGMENT_PADDING_SECONDS = 0.05
 """Audio kept either side of a found segment when it is classified: the VAD cuts close."""
 
@@ -306,6 +310,26 @@ class Recognizer:
     def transcribe_file(self, path: str | Path) -> Transcript:
         transcript = self.transcribe(self.read(path))
         return Transcript([_with_file(s, str(path)) for s in transcript.segments])
+
+    def listener(self) -> StreamListener:
+        """The live engine for this model (`sdc.inference.stream`)."""
+        from sdc.inference.stream import StreamListener
+
+        return StreamListener(self)
+
+
+def load_transcriber(
+    path: str | Path, threshold: float = DEFAULT_THRESHOLD
+) -> Recognizer | StringRecognizer:
+    """What `sdc transcribe` and `sdc listen` read with: a digit-string reader's checkpoint as
+    one (no pauses needed), any other model as a `Recognizer` (cuts at pauses)."""
+    if Path(path).suffix.lower() in EXPORT_SUFFIXES:
+        return Recognizer.load(path, threshold=threshold)  # no torch for an ONNX export
+    from sdc.strings.recognizer import StringRecognizer, is_string_reader
+
+    if is_string_reader(path):
+        return StringRecognizer.from_checkpoint(path, threshold=threshold)
+    return Recognizer.load(path, threshold=threshold)
 
 
 def _with_file(prediction: Prediction, file: str) -> Prediction:

@@ -86,8 +86,9 @@ class StreamListener:
 
 
 def listen(recognizer: Recognizer, chunks: Iterable[np.ndarray]) -> Iterator[Prediction]:
-    """Every confident digit in a stream of chunks, in order, as soon as it is heard."""
-    engine = StreamListener(recognizer)
+    """Every confident digit in a stream of chunks, in order, as soon as it is heard (by the
+    recognizer's own listener: a digit-string reader listens its own way)."""
+    engine = recognizer.listener()
     for chunk in chunks:
         yield from engine.feed(chunk)
     yield from engine.flush()

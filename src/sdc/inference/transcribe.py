@@ -17,7 +17,7 @@ from sdc.cli import ArgumentParser, output_file, user_errors
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.inference.predict import add_model_arguments, as_record
-from sdc.inference.recognizer import Recognizer, Transcript
+from sdc.inference.recognizer import Transcript, load_transcriber
 
 
 def format_transcript(file: str, transcript: Transcript) -> str:
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     failed = False
     records = []
     with user_errors():
-        recognizer = Recognizer.load(args.model, threshold=args.threshold)
+        recognizer = load_transcriber(args.model, threshold=args.threshold)
         for path in args.inputs:
             try:
                 transcript = recognizer.transcribe_file(path)

@@ -1,0 +1,47 @@
+"""The options of `sdc strings` (group `strings`), apart from the code so that the schemas can
+be registered without importing torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sdc.config.fields import MISSING, option
+from sdc.strings.synthesis import SynthesisConfig
+
+
+@dataclass
+class ReaderNetConfig:
+    """The network over the frames (`strings.net`)."""
+
+    channels: int = option(160, above=0)
+    dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 1])
+    """One residual block (kernel 3) per entry, at that dilation: 1 + 2 x sum frames of context."""
+    dropout: float = option(0.2, low=0.0, high=0.9)
+
+
+@dataclass
+class StringsConfig:
+    """`strings` (`sdc strings`): data, folds, training and the network."""
+
+    root: str = MISSING
+    """FSDD (the release or a folder of WAVs named digit_speaker_index.wav)."""
+    weights_dir: str = MISSING
+    folds: list[str] | None = None
+    """Speakers to hold out, one fold each (null: every speaker; []: no folds)."""
+    final: bool = True
+    """Also train on every speaker and save `model.ckpt`."""
+    strings_per_speaker: int = option(1000, above=0)
+    test_strings: int = option(100, above=0)
+    """Strings per test condition and fold."""
+    epochs: int = option(15, above=0)
+    batch_size: int = option(32, above=0)
+    lr: float = option(2e-3, above=0.0)
+    weight_decay: float = option(1e-2, low=0.0)
+    frame_noise: float = option(0.05, low=0.0)
+    """Gaussian noise on the frames while training (their scale is about 1), against
+    over-fitting to the synthesized strings."""
+    seed: int = 0
+    sample_rate: int = option(8000, above=0)
+    pad_seconds: float = option(0.4, low=0.0)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    net: ReaderNetConfig = field(default_factory=ReaderNetConfig)

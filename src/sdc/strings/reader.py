@@ -1,0 +1,139 @@
+"""The digit-string reader: the speech embedding's frames, a small network over them, CTC.
+
+The pretrained embedding (frozen, `sdc.pretrained.speech_embedding`) turns 8 kHz audio into one
+96-number frame every 80 ms, each heard over the 0.775 s before it. A stack of residual 1-D
+convolutions (dilated, so each output sees about a second of frames either side) gives every
+frame the probability of each digit and of "blank" (no new digit here). CTC trains that without
+saying where each digit lies, so strings need no alignment and digits need no pause between
+them; reading is the likeliest class per frame, repeats merged, blanks dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchaudio
+from torch import nn
+
+from sdc.pretrained import fetch
+from sdc.pretrained.speech_embedding import DIM, SAMPLE_RATE, SpeechEmbedding
+from sdc.strings.config import ReaderNetConfig
+
+FRAME_SECONDS = 0.08
+"""The embedding's step: one frame every 8 x 10 ms."""
+RECEPTIVE_SECONDS = 0.775
+"""What one frame hears: 76 frames of 10 ms plus a 32 ms window."""
+
+
+class _Block(nn.Module):
+    def __init__(self, channels: int, dilation: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation)
+        self.norm = nn.BatchNorm1d(channels)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.drop(torch.relu(self.norm(self.conv(x))))
+
+
+class FrameNetwork(nn.Module):
+    """(B, T, 96) frames -> (B, T, labels + 1) logits; the last class is CTC's blank."""
+
+    def __init__(self, n_labels: int, channels: int, dilations: tuple[int, ...], dropout: float):
+        super().__init__()
+        self.input = nn.Sequential(nn.Conv1d(DIM, channels, 1), nn.BatchNorm1d(channels), nn.ReLU())
+        self.blocks = nn.Sequential(*(_Block(channels, d, dropout) for d in dilations))
+        self.output = nn.Conv1d(channels, n_labels + 1, 1)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.input(frames.transpose(1, 2)))
+        return self.output(x).transpose(1, 2)
+
+
+class DigitStringReader(nn.Module):
+    """8 kHz waveforms -> per-frame log-probabilities of each label and blank (the last)."""
+
+    def __init__(
+        self,
+        labels: tuple[str, ...],
+        net: dict,
+        sample_rate: int = 8000,
+        pad_seconds: float = 0.4,
+        weights_dir: str = "data/pretrained",
+    ) -> None:
+        super().__init__()
+        self.labels = tuple(labels)
+        self.blank = len(self.labels)
+        self.sample_rate = sample_rate
+        self.pad = round(pad_seconds * sample_rate)
+        """Silence each side, so that the first and last digits are heard whole by some frame."""
+        self.weights_dir = weights_dir
+        self.resample = torchaudio.transforms.Resample(sample_rate, SAMPLE_RATE)
+        self.embedding = SpeechEmbedding()
+        cfg = ReaderNetConfig(**net)
+        self.network = FrameNetwork(
+            len(self.labels), cfg.channels, tuple(cfg.dilations), cfg.dropout
+        )
+
+    @torch.no_grad()
+    def load_pretrained(self) -> None:
+        """The embedding's pinned weights (downloaded into `weights_dir` on first use)."""
+        folder = fetch.weight_files(Path(self.weights_dir))
+        self.embedding.load_onnx(
+            fetch.read_initializers(folder / "melspectrogram.onnx"),
+            fetch.read_initializers(folder / "embedding_model.onnx"),
+        )
+
+    def frame_count(self, samples: int) -> int:
+        """Frames for a recording of `samples` samples at `sample_rate`."""
+        resampled = round((samples + 2 * self.pad) * SAMPLE_RATE / self.sample_rate)
+        return max(0, SpeechEmbedding.steps(resampled))
+
+    @torch.no_grad()
+    def frames(self, waves: torch.Tensor) -> torch.Tensor:
+        """(B, samples) zero-padded waveforms -> (B, T, 96) frames; `frame_count` of them are a
+        recording's own, the rest its padding's."""
+        padded = nn.functional.pad(waves, (self.pad, self.pad))
+        return self.embedding(self.resample(padded))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.network(frames).log_softmax(dim=-1)
+
+    def frame_time(self, index: int) -> float:
+        """Seconds into the recording where frame `index`'s stretch of audio is centred."""
+        return index * FRAME_SECONDS + RECEPTIVE_SECONDS / 2 - self.pad / self.sample_rate
+
+
+@dataclass(frozen=True)
+class ReadDigit:
+    """A digit read: its label index, probability at its peak frame, and time span (s)."""
+
+    label: int
+    confidence: float
+    start: float
+    end: float
+
+
+def greedy_read(
+    log_probs: torch.Tensor, reader: DigitStringReader, duration: float
+) -> list[ReadDigit]:
+    """The likeliest class per frame, repeats merged, blanks dropped; each digit spans the
+    frames it was likeliest in (by their centres, widened by half a frame), within the
+    recording."""
+    best = log_probs.argmax(dim=-1).tolist()
+    probs = log_probs.exp()
+    read: list[ReadDigit] = []
+    run_start, previous = 0, reader.blank
+    for t, label in enumerate([*best, reader.blank]):
+        if label != previous:
+            if previous != reader.blank:
+                peak = float(probs[run_start:t, previous].max())
+                start = reader.frame_time(run_start) - FRAME_SECONDS / 2
+                end = reader.frame_time(t - 1) + FRAME_SECONDS / 2
+                read.append(
+                    ReadDigit(previous, peak, max(0.0, start), min(duration, max(end, 0.0)))
+                )
+            run_start, previous = t, label
+    return read

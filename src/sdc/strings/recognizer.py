@@ -1,0 +1,160 @@
+"""A digit-string reader's checkpoint as `sdc transcribe` and `sdc listen` use it: the same
+`Transcript` and `Prediction` answers as the isolated-digit `Recognizer`, read without pauses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from sdc.audio.decode import decode_audio, resample_array
+from sdc.errors import SdcError, first_line
+from sdc.inference.checkpoint import read_checkpoint
+from sdc.inference.recognizer import (
+    DEFAULT_THRESHOLD,
+    EXPORT_SUFFIXES,
+    Prediction,
+    Transcript,
+)
+from sdc.strings.reader import FRAME_SECONDS, DigitStringReader, greedy_read
+
+KIND = "digit_strings"
+"""What a reader's checkpoint says it is (`hyper_parameters.kind`)."""
+
+
+def is_string_reader(path: str | Path) -> bool:
+    """Whether `path` is a digit-string reader's checkpoint (exports never are)."""
+    if Path(path).suffix.lower() in EXPORT_SUFFIXES:
+        return False
+    return read_checkpoint(path)["hyper_parameters"].get("kind") == KIND
+
+
+class StringRecognizer:
+    """Reads the digits in a recording, said with or without pauses, with their times."""
+
+    def __init__(self, reader: DigitStringReader, threshold: float = DEFAULT_THRESHOLD) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise SdcError(f"threshold: expected a probability in [0, 1], got {threshold}")
+        self.reader = reader.eval()
+        self.threshold = threshold
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, threshold: float = DEFAULT_THRESHOLD):
+        checkpoint = read_checkpoint(path)
+        hparams = checkpoint["hyper_parameters"]
+        if hparams.get("kind") != KIND:
+            raise SdcError(f"{path}: not a digit-string reader")
+        try:
+            reader = DigitStringReader(
+                tuple(hparams["labels"]),
+                dict(hparams["net"]),
+                int(hparams["frontend"]["sample_rate"]),
+                float(hparams["frontend"]["pad_seconds"]),
+            )
+            reader.load_state_dict(checkpoint["state_dict"])
+        except Exception as err:  # a config or weights that do not fit this version of sdc
+            raise SdcError(f"{path}: cannot rebuild the reader ({first_line(err)})") from None
+        return cls(reader, threshold)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.reader.sample_rate
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.reader.labels
+
+    def read(self, path: str | Path) -> np.ndarray:
+        wave, rate = decode_audio(path)
+        return resample_array(wave, rate, self.sample_rate)
+
+    @torch.no_grad()
+    def transcribe(self, wave: npt.ArrayLike) -> Transcript:
+        """The digits in a recording at the model's rate, in order, each with its times."""
+        wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+        wave = wave - np.float32(wave.mean()) if len(wave) else wave
+        frames = self.reader.frames(torch.from_numpy(wave).unsqueeze(0))
+        frames = frames[:, : self.reader.frame_count(len(wave))]
+        if frames.shape[1] == 0:
+            return Transcript([])
+        log_probs = self.reader(frames)[0]
+        duration = len(wave) / self.sample_rate
+        segments = []
+        for digit in greedy_read(log_probs, self.reader, duration):
+            label = self.labels[digit.label]
+            segments.append(
+                Prediction(
+                    label=label if digit.confidence >= self.threshold else None,
+                    confidence=digit.confidence,
+                    top=[(label, digit.confidence)],
+                    speech=True,
+                    start=digit.start,
+                    end=digit.end,
+                )
+            )
+        return Transcript(segments)
+
+    def transcribe_file(self, path: str | Path) -> Transcript:
+        transcript = self.transcribe(self.read(path))
+        return Transcript(
+            [Prediction(**{**s.__dict__, "file": str(path)}) for s in transcript.segments]
+        )
+
+    def listener(self) -> StringListener:
+        return StringListener(self)
+
+
+class StringListener:
+    """Live reading: every hop, the last `buffer_seconds` of audio are read again, and each
+    digit that ended at least `settle_seconds` before the newest audio, and after the last
+    digit told, is told once. The hop is a whole number of frames, so the frames fall on the
+    same audio from hop to hop and a digit's times do not jitter."""
+
+    def __init__(
+        self,
+        recognizer: StringRecognizer,
+        hop_frames: int = 3,
+        buffer_seconds: float = 4.0,
+        settle_seconds: float = 0.3,
+    ) -> None:
+        self.recognizer = recognizer
+        rate = recognizer.sample_rate
+        self.hop = round(hop_frames * FRAME_SECONDS * rate)
+        self.buffer = np.zeros(round(buffer_seconds * rate), dtype=np.float32)
+        self.pending = np.zeros(0, dtype=np.float32)
+        self.seen = 0
+        self.settle = settle_seconds
+        self.told_until = -np.inf
+        """Stream time (s) of the middle of the last digit told."""
+
+    def feed(self, samples: npt.ArrayLike) -> list[Prediction]:
+        self.pending = np.concatenate([self.pending, np.asarray(samples, np.float32).reshape(-1)])
+        found: list[Prediction] = []
+        while len(self.pending) >= self.hop:
+            step, self.pending = self.pending[: self.hop], self.pending[self.hop :]
+            self.buffer = np.concatenate([self.buffer[self.hop :], step])
+            self.seen += self.hop
+            found += self._read()
+        return found
+
+    def flush(self) -> list[Prediction]:
+        """End of stream: silence enough for the last digit to settle and be told."""
+        silence = len(self.pending) + round((self.settle + 0.5) * self.recognizer.sample_rate)
+        return self.feed(np.zeros(silence + self.hop, dtype=np.float32))
+
+    def _read(self) -> list[Prediction]:
+        rate = self.recognizer.sample_rate
+        offset = (self.seen - len(self.buffer)) / rate
+        newest = self.seen / rate
+        told = []
+        for digit in self.recognizer.transcribe(self.buffer).segments:
+            middle = offset + (digit.start + digit.end) / 2
+            if offset + digit.end > newest - self.settle or middle <= self.told_until + 0.12:
+                continue
+            self.told_until = middle
+            if digit.label is not None:
+                start, end = offset + digit.start, offset + digit.end
+                told.append(Prediction(**{**digit.__dict__, "start": start, "end": end}))
+        return told

@@ -1,0 +1,314 @@
+"""`sdc strings [overrides]`: train the digit-string reader, and measure it on held-out voices.
+
+For each fold (`strings.folds`, default every speaker) a reader is trained on the other
+speakers' strings and tested on the held-out speaker's: strings of 4 and of 10 digits said with
+no pause, with 0.1-0.3 s pauses, and at 10 dB SNR, plus the speaker's isolated digits. Then
+(`strings.final`) one reader is trained on every speaker and saved as `model.ckpt`, which
+`sdc transcribe` reads. The run folder gets `strings.md` and `strings.json` (whole-string
+accuracy and digit error rate per condition and fold) and TensorBoard's loss curves.
+
+The embedding is frozen, so each training string's frames are computed once and the network,
+a few hundred thousand weights, trains on them in seconds an epoch: a plain loop, without
+Lightning's machinery, which would add nothing here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from sdc import LABELS
+from sdc.audio.decode import decode_audio, resample_array
+from sdc.cli import run_hydra_app, user_errors
+from sdc.config import config_dir
+from sdc.config.fields import check
+from sdc.data.fsdd import find_recordings_dir, index_recordings
+from sdc.errors import SdcError
+from sdc.files import write_text
+from sdc.strings.config import StringsConfig
+from sdc.strings.reader import DigitStringReader, greedy_read
+from sdc.strings.recognizer import KIND
+from sdc.strings.synthesis import synthesize, training_strings, trim_to_speech
+from sdc.training.run_folder import refused_runs_leave_nothing
+
+log = logging.getLogger(__name__)
+CONDITIONS: dict[str, tuple[int, tuple[float, float], float | None]] = {
+    "4 digits, no pause": (4, (-0.03, 0.0), None),
+    "10 digits, no pause": (10, (-0.03, 0.0), None),
+    "4 digits, 0.1-0.3 s pauses": (4, (0.1, 0.3), None),
+    "10 digits, 0.1-0.3 s pauses": (10, (0.1, 0.3), None),
+    "4 digits, no pause, 10 dB": (4, (-0.03, 0.0), 10.0),
+}
+"""Test strings: digits, gap range (s; below 0 a crossfaded overlap), SNR (None: clean)."""
+ISOLATED = "isolated digits"
+
+
+Frames = list[np.ndarray]
+Labels = list[list[int]]
+
+
+def speaker_pools(root: Path, sample_rate: int, trim_db: float) -> dict[str, list]:
+    """Each speaker's (digit, clip trimmed to its speech) pairs."""
+    pools: dict[str, list] = {}
+    for rec in index_recordings(find_recordings_dir(root)):
+        wave, rate = decode_audio(rec.path)
+        clip = resample_array(wave - wave.mean(), rate, sample_rate)
+        pools.setdefault(rec.speaker, []).append(
+            (rec.digit, trim_to_speech(clip, sample_rate, trim_db))
+        )
+    if len(pools) < 2:
+        raise SdcError(f"strings.root: {root} holds {len(pools)} speaker(s); folds need two")
+    return pools
+
+
+def embed(reader: DigitStringReader, waves: Sequence[np.ndarray], batch: int = 32) -> Frames:
+    """Each recording's frames (T, 96) as float16, computed in batches of similar lengths."""
+    order = np.argsort([len(w) for w in waves])
+    frames: list[np.ndarray | None] = [None] * len(waves)
+    for start in range(0, len(order), batch):
+        ids = order[start : start + batch]
+        padded = torch.zeros(len(ids), max(len(waves[i]) for i in ids))
+        for row, i in enumerate(ids):
+            padded[row, : len(waves[i])] = torch.from_numpy(np.asarray(waves[i], np.float32))
+        out = reader.frames(padded)
+        for row, i in enumerate(ids):
+            frames[i] = out[row, : reader.frame_count(len(waves[i]))].numpy().astype(np.float16)
+    return frames  # type: ignore[return-value]
+
+
+def test_sets(
+    pool: list, count: int, sample_rate: int, seed: int
+) -> dict[str, tuple[list, Labels]]:
+    rng = np.random.default_rng(seed)
+    sets = {}
+    for name, (digits, gaps, snr) in CONDITIONS.items():
+        made = [
+            synthesize(pool, digits, rng, sample_rate, gaps, 0.0, (0.2, 0.3), snr)
+            for _ in range(count)
+        ]
+        sets[name] = ([w for w, _ in made], [d for _, d in made])
+    edge = np.zeros(round(0.2 * sample_rate), np.float32)
+    sets[ISOLATED] = ([np.concatenate([edge, c, edge]) for _, c in pool], [[d] for d, _ in pool])
+    return sets
+
+
+def _batches(frames: Frames, labels: Labels, size: int, rng: np.random.Generator | None):
+    """Batches of similar lengths (little padding), in random order when `rng` is given."""
+    order = np.argsort([len(f) for f in frames], kind="stable")
+    groups = [order[i : i + size] for i in range(0, len(order), size)]
+    if rng is not None:
+        rng.shuffle(groups)
+    for ids in groups:
+        lengths = torch.tensor([len(frames[i]) for i in ids])
+        x = torch.zeros(len(ids), int(lengths.max()), frames[ids[0]].shape[1])
+        for row, i in enumerate(ids):
+            x[row, : lengths[row]] = torch.from_numpy(frames[i].astype(np.float32))
+        targets = torch.tensor([d for i in ids for d in labels[i]])
+        target_lengths = torch.tensor([len(labels[i]) for i in ids])
+        yield x, lengths, targets, target_lengths, ids
+
+
+def fit(
+    reader: DigitStringReader,
+    frames: Frames,
+    labels: Labels,
+    cfg: StringsConfig,
+    writer: SummaryWriter,
+    tag: str,
+) -> None:
+    """Train `reader.network` on the strings' frames with CTC (the embedding stays frozen)."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    network = reader.network
+    optimizer = torch.optim.AdamW(network.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * math.ceil(len(frames) / cfg.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=steps)
+    ctc = nn.CTCLoss(blank=reader.blank, zero_infinity=True)
+    for epoch in range(cfg.epochs):
+        network.train()
+        total, started = 0.0, time.perf_counter()
+        for x, lengths, targets, target_lengths, _ in _batches(frames, labels, cfg.batch_size, rng):
+            x = x + cfg.frame_noise * torch.randn_like(x)
+            log_probs = reader(x).transpose(0, 1)  # CTC wants (T, B, classes)
+            loss = ctc(log_probs, targets, lengths, target_lengths)
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(network.parameters(), 5.0)
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach()) * len(lengths)
+        writer.add_scalar(f"{tag}/train_loss", total / len(frames), epoch)
+        log.info(
+            "%s epoch %d: loss %.3f (%.0f s)",
+            tag,
+            epoch,
+            total / len(frames),
+            time.perf_counter() - started,
+        )
+    network.eval()
+
+
+def edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
+    row = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        diagonal, row[0] = row[0], i
+        for j in range(1, len(b) + 1):
+            diagonal, row[j] = (
+                row[j],
+                min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])),
+            )
+    return row[len(b)]
+
+
+@torch.no_grad()
+def score(reader: DigitStringReader, frames: Frames, labels: Labels) -> dict[str, float]:
+    """Whole-string accuracy, and digit error rate (edit distance over the digits said)."""
+    right = errors = said = 0
+    for x, lengths, _, _, ids in _batches(frames, labels, 64, None):
+        log_probs = reader(x)
+        for row, i in enumerate(ids):
+            heard = [d.label for d in greedy_read(log_probs[row, : lengths[row]], reader, math.inf)]
+            right += heard == labels[i]
+            errors += edit_distance(heard, labels[i])
+            said += len(labels[i])
+    return {
+        "string_accuracy": right / len(frames),
+        "digit_error_rate": errors / said,
+        "n": len(frames),
+    }
+
+
+def new_reader(cfg: StringsConfig) -> DigitStringReader:
+    reader = DigitStringReader(
+        LABELS, asdict(cfg.net), cfg.sample_rate, cfg.pad_seconds, cfg.weights_dir
+    )
+    reader.load_pretrained()
+    return reader.eval()
+
+
+def save_reader(reader: DigitStringReader, cfg: StringsConfig, path: Path) -> None:
+    """A checkpoint in sdc's layout (weights, and the hyperparameters that rebuild the model),
+    so it loads with `weights_only=True` like every other."""
+    hparams = {
+        "kind": KIND,
+        "labels": list(reader.labels),
+        "net": asdict(cfg.net),
+        "frontend": {"sample_rate": cfg.sample_rate, "pad_seconds": cfg.pad_seconds},
+    }
+    checkpoint = {"state_dict": reader.state_dict(), "hyper_parameters": hparams}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    tmp.replace(path)
+
+
+def markdown(table: dict[str, dict[str, dict[str, float]]], folds: list[str]) -> str:
+    names = [*CONDITIONS, ISOLATED]
+    head = ["condition", "mean", "worst", *folds]
+    lines = [
+        "Whole-string accuracy (%) / digit error rate (%), speakers held out of training:",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for name in names:
+        cells = [table[f][name] for f in folds]
+        acc = [c["string_accuracy"] for c in cells]
+        der = [c["digit_error_rate"] for c in cells]
+        worst = int(np.argmin(acc))
+        row = [
+            name,
+            f"{100 * statistics.fmean(acc):.1f} / {100 * statistics.fmean(der):.2f}",
+            f"{100 * acc[worst]:.1f} ({folds[worst]})",
+            *(f"{100 * a:.1f} / {100 * d:.2f}" for a, d in zip(acc, der, strict=True)),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    if cfg.synthesis.min_digits > cfg.synthesis.max_digits:
+        raise SdcError(
+            f"strings.synthesis.min_digits: {cfg.synthesis.min_digits} is above max_digits "
+            f"({cfg.synthesis.max_digits})"
+        )
+    pools = speaker_pools(Path(cfg.root), cfg.sample_rate, cfg.synthesis.trim_db)
+    speakers = sorted(pools)
+    folds = speakers if cfg.folds is None else list(cfg.folds)
+    unknown = sorted(set(folds) - set(speakers))
+    if unknown:
+        raise SdcError(f"strings.folds: no speaker(s) {unknown} in {cfg.root}; it has {speakers}")
+    reader = new_reader(cfg)
+    train = {}
+    for k, speaker in enumerate(speakers):
+        waves, labels = training_strings(
+            pools[speaker],
+            cfg.strings_per_speaker,
+            cfg.synthesis,
+            cfg.sample_rate,
+            cfg.seed * 1000 + k,
+        )
+        train[speaker] = (embed(reader, waves), labels)
+        log.info("%s: %d training strings embedded", speaker, len(waves))
+    writer = SummaryWriter(str(out / "tensorboard"))
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for k, held in enumerate(folds):
+        sets = test_sets(pools[held], cfg.test_strings, cfg.sample_rate, 10_000 + k)
+        frames = [f for s in speakers if s != held for f in train[s][0]]
+        labels = [d for s in speakers if s != held for d in train[s][1]]
+        fold_reader = new_reader(cfg)
+        fit(fold_reader, frames, labels, cfg, writer, f"fold_{held}")
+        table[held] = {
+            name: score(fold_reader, embed(reader, waves), digits)
+            for name, (waves, digits) in sets.items()
+        }
+        log.info("held out %s: %s", held, json.dumps(table[held]))
+    payload: dict[str, Any] = {
+        "folds": table,
+        "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
+    }
+    if folds:
+        text = markdown(table, folds)
+        write_text(out / "strings.md", text)
+        print(text)
+    if cfg.final:
+        frames = [f for s in speakers for f in train[s][0]]
+        labels = [d for s in speakers for d in train[s][1]]
+        fit(reader, frames, labels, cfg, writer, "final")
+        save_reader(reader, cfg, out / "model.ckpt")
+        payload["model"] = str(out / "model.ckpt")
+        print(f"model: {out / 'model.ckpt'} (sdc transcribe MODEL RECORDING)")
+    writer.close()
+    payload["seconds"] = time.perf_counter() - started
+    write_text(out / "strings.json", json.dumps(payload, indent=2) + "\n")
+    return payload
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="strings")
+def hydra_app(cfg: DictConfig) -> None:
+    with user_errors(), refused_runs_leave_nothing(cfg.paths.output_dir):
+        check(cfg.strings, StringsConfig, "strings")
+        strings = OmegaConf.to_object(cfg.strings)
+        run(strings, Path(cfg.paths.output_dir))
+
+
+def main() -> None:
+    run_hydra_app(hydra_app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The digit-string reader: making strings, reading CTC output, training, and using a model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from conftest import SAMPLE_RATE, digit_tone
+from sdc.config import config_dir
+from sdc.errors import SdcError
+from sdc.inference.recognizer import Prediction, Transcript, load_transcriber
+from sdc.inference.stream import listen
+from sdc.strings.config import StringsConfig
+from sdc.strings.reader import FRAME_SECONDS, DigitStringReader, greedy_read
+from sdc.strings.recognizer import StringListener, StringRecognizer
+from sdc.strings.synthesis import SynthesisConfig, join, training_strings, trim_to_speech
+from sdc.strings.train import CONDITIONS, ISOLATED, edit_distance, run
+from speech_embedding_stand_in import stand_in
+
+RATE = SAMPLE_RATE
+
+
+def test_trimming_keeps_the_speech_and_drops_the_silence_around_it() -> None:
+    tone = digit_tone(4, 0, 0).astype(np.float32)
+    padded = np.concatenate([np.zeros(2000, np.float32), tone, np.zeros(3000, np.float32)])
+    trimmed = trim_to_speech(padded, RATE, 30.0)
+    assert len(tone) * 0.7 < len(trimmed) <= len(tone) + 160
+
+
+def test_joining_places_each_clip_where_its_gap_says() -> None:
+    a, b, c = (np.ones(800, np.float32) * v for v in (0.1, 0.2, 0.3))
+    wave, times = join([a, b, c], [0.1, -0.025], RATE, (0.05, 0.2))
+    assert times[0] == pytest.approx((0.05, 0.15))
+    assert times[1] == pytest.approx((0.25, 0.35))  # after 0.1 s of silence
+    assert times[2] == pytest.approx((0.325, 0.425))  # overlapping b by 25 ms
+    assert len(wave) == round((0.425 + 0.2) * RATE)
+    overlap = wave[round(0.325 * RATE) : round(0.35 * RATE)]
+    assert np.all((overlap >= 0.2 - 1e-6) & (overlap <= 0.3 + 1e-6))  # crossfaded, not summed
+    assert np.all(wave[round(0.15 * RATE) : round(0.25 * RATE)] == 0)
+
+
+def test_training_strings_are_seeded_and_within_their_ranges() -> None:
+    pool = [(d, digit_tone(d, 0, 0).astype(np.float32)) for d in range(10)]
+    cfg = SynthesisConfig(min_digits=2, max_digits=5)
+    waves, labels = training_strings(pool, 30, cfg, RATE, seed=3)
+    again, same = training_strings(pool, 30, cfg, RATE, seed=3)
+    assert same == labels and all(np.array_equal(x, y) for x, y in zip(waves, again, strict=True))
+    assert {len(digits) for digits in labels} <= {2, 3, 4, 5}
+    assert training_strings(pool, 30, cfg, RATE, seed=4)[1] != labels
+
+
+def test_greedy_reading_merges_repeats_drops_blanks_and_keeps_a_double_digit() -> None:
+    reader = DigitStringReader(tuple(str(d) for d in range(10)), {}, RATE, 0.4)
+    blank = reader.blank
+    path = [blank, 5, 5, blank, 5, blank, blank, 3, 3, 3, blank]  # "55" needs its blank
+    log_probs = torch.full((len(path), 11), -20.0)
+    for t, label in enumerate(path):
+        log_probs[t, label] = 0.0
+    read = greedy_read(log_probs.log_softmax(-1), reader, duration=10.0)
+    assert [d.label for d in read] == [5, 5, 3]
+    assert all(d.confidence > 0.99 for d in read)
+    assert read[0].end - read[0].start == pytest.approx(2 * FRAME_SECONDS)
+    assert [d.start for d in read] == sorted(d.start for d in read)
+
+
+def test_edit_distance() -> None:
+    assert edit_distance([1, 2, 3], [1, 2, 3]) == 0
+    assert edit_distance([1, 3], [1, 2, 3]) == 1
+    assert edit_distance([4, 1, 2, 3], [1, 2, 5]) == 2
+
+
+class ToneReader:
+    """A stand-in recognizer for the listener: each tone burst in the buffer is a "7"."""
+
+    sample_rate = RATE
+
+    def transcribe(self, wave: np.ndarray) -> Transcript:
+        loud = np.convolve(np.abs(wave) > 0.05, np.ones(80), "same") > 0
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(int), [0]])))
+        spans = edges.reshape(-1, 2) / RATE
+        return Transcript([Prediction("7", 0.9, [("7", 0.9)], True, s, e) for s, e in spans])
+
+
+def test_the_string_listener_tells_each_digit_once_soon_after_it_ends() -> None:
+    bursts = [(0.5, 0.9), (1.0, 1.4), (1.45, 1.8), (4.6, 5.0)]  # the third follows at once
+    stream = np.zeros(round(6.0 * RATE), np.float32)
+    for start, end in bursts:
+        stream[round(start * RATE) : round(end * RATE)] = 0.5
+    engine = StringListener(ToneReader(), settle_seconds=0.3)  # type: ignore[arg-type]
+    told: list[tuple[float, float]] = []  # (end of the digit, stream time it was told at)
+    hop = 400
+    for i in range(0, len(stream), hop):
+        told += [(d.end, (i + hop) / RATE) for d in engine.feed(stream[i : i + hop])]
+    told += [(d.end, len(stream) / RATE) for d in engine.flush()]
+    assert [end for end, _ in told] == pytest.approx([e for _, e in bursts], abs=0.02)
+    for end, at in told:
+        # Told within the settle time, plus one hop of the engine and one chunk of the feed.
+        assert at - end <= 0.3 + 3 * FRAME_SECONDS + hop / RATE
+
+
+@pytest.fixture
+def stand_in_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(DigitStringReader, "load_pretrained", lambda self: stand_in(self.embedding))
+
+
+def strings_config(root: Path, *overrides: str) -> StringsConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="strings", overrides=[f"strings.root={root}", *overrides])
+    GlobalHydra.instance().clear()
+    return OmegaConf.to_object(cfg.strings)
+
+
+@pytest.mark.slow
+def test_sdc_strings_tests_its_folds_and_saves_a_model_transcribe_reads(
+    tiny_fsdd: Path, tmp_path: Path, stand_in_weights: None
+) -> None:
+    cfg = strings_config(
+        tiny_fsdd,
+        "strings.strings_per_speaker=150",
+        "strings.test_strings=20",
+        "strings.epochs=12",
+        "strings.synthesis.max_digits=4",
+        "strings.folds=[carol]",
+    )
+    payload = run(cfg, tmp_path)
+    fold = payload["folds"]["carol"]
+    assert set(fold) == {*CONDITIONS, ISOLATED}
+    assert fold[ISOLATED]["n"] == 60 and fold["4 digits, no pause"]["n"] == 20
+    for scores in fold.values():
+        assert 0.0 <= scores["string_accuracy"] <= 1.0 and scores["digit_error_rate"] >= 0.0
+    # Chirps through random convolutions: learnable, though no speech model.
+    assert fold[ISOLATED]["digit_error_rate"] < 0.5, fold
+    table = (tmp_path / "strings.md").read_text()
+    assert "| 10 digits, no pause |" in table and "(carol)" in table
+    assert json.loads((tmp_path / "strings.json").read_text())["folds"] == payload["folds"]
+
+    model = tmp_path / "model.ckpt"
+    recognizer = load_transcriber(model)
+    assert isinstance(recognizer, StringRecognizer)
+    said = [3, 8, 1]
+    wave, _ = join(
+        [digit_tone(d, 1, 2).astype(np.float32) for d in said], [0.0, 0.0], RATE, (0.3, 0.3)
+    )
+    transcript = recognizer.transcribe(wave)
+    assert all(0 <= s.start <= s.end <= len(wave) / RATE for s in transcript.segments)
+    heard = list(listen(recognizer, (wave[i : i + 1000] for i in range(0, len(wave), 1000))))
+    assert [d.label for d in heard] == [s.label for s in transcript.segments if s.label]
+
+    # The isolated-digit commands refuse it in one line.
+    with pytest.raises(SdcError, match="a digit-string reader"):
+        from sdc.inference.recognizer import Recognizer
+
+        Recognizer.load(model)
+    result = subprocess.run(
+        [sys.executable, "-m", "sdc", "predict", str(model), str(tmp_path / "x.wav")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "a digit-string reader" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("strings.epochs=0", "strings.epochs: expected"),
+        ("strings.synthesis.gap_seconds=[0.3,0.1]", "strings.synthesis.gap_seconds"),
+        ("strings.folds=[nobody]", "no speaker(s) ['nobody']"),
+        ("strings.synthesis.min_digits=5 strings.synthesis.max_digits=2", "above max_digits"),
+    ],
+)
+def test_bad_options_are_one_line_naming_the_key(
+    tiny_fsdd: Path, tmp_path: Path, override: str, words: str
+) -> None:
+    command = ["strings", f"strings.root={tiny_fsdd}", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = subprocess.run(
+        [sys.executable, "-m", "sdc", *command, *override.split()],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert words in result.stderr and result.stderr.count("\n") == 1, result.stderr[-2000:]
