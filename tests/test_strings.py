@@ -23,7 +23,7 @@ from sdc.strings.config import StringsConfig
 from sdc.strings.reader import FRAME_SECONDS, DigitStringReader, greedy_read
 from sdc.strings.recognizer import StringListener, StringRecognizer
 from sdc.strings.synthesis import SynthesisConfig, join, training_strings, trim_to_speech
-from sdc.strings.train import CONDITIONS, ISOLATED, edit_distance, run
+from sdc.strings.train import CONDITIONS, ISOLATED, SPOKEN, edit_distance, run
 from speech_embedding_stand_in import stand_in
 
 RATE = SAMPLE_RATE
@@ -131,10 +131,12 @@ def test_sdc_strings_tests_its_folds_and_saves_a_model_transcribe_reads(
         "strings.epochs=12",
         "strings.synthesis.max_digits=4",
         "strings.folds=[carol]",
+        "strings.spoken_strings=40",
     )
     payload = run(cfg, tmp_path)
     fold = payload["folds"]["carol"]
-    assert set(fold) == {*CONDITIONS, ISOLATED}
+    assert set(fold) == {*CONDITIONS, ISOLATED, *SPOKEN}
+    assert fold["... 10 digits"]["n"] == 20
     assert fold[ISOLATED]["n"] == 60 and fold["4 digits, no pause"]["n"] == 20
     for scores in fold.values():
         assert 0.0 <= scores["string_accuracy"] <= 1.0 and scores["digit_error_rate"] >= 0.0
@@ -142,6 +144,7 @@ def test_sdc_strings_tests_its_folds_and_saves_a_model_transcribe_reads(
     assert fold[ISOLATED]["digit_error_rate"] < 0.5, fold
     table = (tmp_path / "strings.md").read_text()
     assert "| 10 digits, no pause |" in table and "(carol)" in table
+    assert "| espeak-ng, unheard voices, 4 digits |" in table
     assert json.loads((tmp_path / "strings.json").read_text())["folds"] == payload["folds"]
 
     model = tmp_path / "model.ckpt"
@@ -191,3 +194,13 @@ def test_bad_options_are_one_line_naming_the_key(
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert words in result.stderr and result.stderr.count("\n") == 1, result.stderr[-2000:]
+
+
+def test_spoken_test_voices_are_never_training_voices() -> None:
+    from sdc.data.espeak import espeak
+    from sdc.strings.spoken import split_voices
+
+    variants = espeak().variants()
+    trained = {v.variant for v in split_voices(variants, 400, 0, held_out=False)}
+    unheard = {v.variant for v in split_voices(variants, 100, 1, held_out=True)}
+    assert trained and unheard and not trained & unheard

@@ -31,6 +31,9 @@ class StringsConfig:
     final: bool = True
     """Also train on every speaker and save `model.ckpt`."""
     strings_per_speaker: int = option(1000, above=0)
+    spoken_strings: int = option(2000, low=0)
+    """Training strings said as phrases by espeak-ng voices (the `voices` extra; 0: none).
+    They run the digits together as people do, where joined recordings cannot."""
     test_strings: int = option(100, above=0)
     """Strings per test condition and fold."""
     epochs: int = option(15, above=0)

@@ -1,8 +1,9 @@
 """`sdc strings [overrides]`: train the digit-string reader, and measure it on held-out voices.
 
 For each fold (`strings.folds`, default every speaker) a reader is trained on the other
-speakers' strings and tested on the held-out speaker's: strings of 4 and of 10 digits said with
-no pause, with 0.1-0.3 s pauses, and at 10 dB SNR, plus the speaker's isolated digits. Then
+speakers' strings (and on phrases by espeak-ng voices) and tested on the held-out speaker's:
+strings of 4 and of 10 digits said with no pause, with 0.1-0.3 s pauses, and at 10 dB SNR, the
+speaker's isolated digits, and phrases by espeak-ng voices of variants never trained on. Then
 (`strings.final`) one reader is trained on every speaker and saved as `model.ckpt`, which
 `sdc transcribe` reads. The run folder gets `strings.md` and `strings.json` (whole-string
 accuracy and digit error rate per condition and fold) and TensorBoard's loss curves.
@@ -42,6 +43,7 @@ from sdc.files import write_text
 from sdc.strings.config import StringsConfig
 from sdc.strings.reader import DigitStringReader, greedy_read
 from sdc.strings.recognizer import KIND
+from sdc.strings.spoken import spoken_strings
 from sdc.strings.synthesis import synthesize, training_strings, trim_to_speech
 from sdc.training.run_folder import refused_runs_leave_nothing
 
@@ -55,6 +57,8 @@ CONDITIONS: dict[str, tuple[int, tuple[float, float], float | None]] = {
 }
 """Test strings: digits, gap range (s; below 0 a crossfaded overlap), SNR (None: clean)."""
 ISOLATED = "isolated digits"
+SPOKEN: dict[str, int] = {"espeak-ng, unheard voices, 4 digits": 4, "... 10 digits": 10}
+"""Test phrases by espeak-ng voices whose variants no training phrase used: digits per phrase."""
 
 
 Frames = list[np.ndarray]
@@ -216,7 +220,7 @@ def save_reader(reader: DigitStringReader, cfg: StringsConfig, path: Path) -> No
 
 
 def markdown(table: dict[str, dict[str, dict[str, float]]], folds: list[str]) -> str:
-    names = [*CONDITIONS, ISOLATED]
+    names = [*CONDITIONS, ISOLATED, *(n for n in SPOKEN if n in table[folds[0]])]
     head = ["condition", "mean", "worst", *folds]
     lines = [
         "Whole-string accuracy (%) / digit error rate (%), speakers held out of training:",
@@ -264,18 +268,34 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
         )
         train[speaker] = (embed(reader, waves), labels)
         log.info("%s: %d training strings embedded", speaker, len(waves))
+    spoken: tuple[Frames, Labels] = ([], [])
+    if cfg.spoken_strings:
+        waves, labels = spoken_strings(
+            cfg.spoken_strings, cfg.synthesis, cfg.sample_rate, cfg.seed + 7
+        )
+        spoken = (embed(reader, waves), labels)
+        log.info("%d espeak-ng training strings embedded", len(waves))
+    spoken_tests = {}
+    if folds:
+        for k, (name, digits) in enumerate(SPOKEN.items()):
+            waves, labels = spoken_strings(
+                cfg.test_strings, cfg.synthesis, cfg.sample_rate, 20_000 + k, True, digits
+            )
+            spoken_tests[name] = (embed(reader, waves), labels)
     writer = SummaryWriter(str(out / "tensorboard"))
     table: dict[str, dict[str, dict[str, float]]] = {}
     for k, held in enumerate(folds):
         sets = test_sets(pools[held], cfg.test_strings, cfg.sample_rate, 10_000 + k)
-        frames = [f for s in speakers if s != held for f in train[s][0]]
-        labels = [d for s in speakers if s != held for d in train[s][1]]
+        frames = [f for s in speakers if s != held for f in train[s][0]] + spoken[0]
+        labels = [d for s in speakers if s != held for d in train[s][1]] + spoken[1]
         fold_reader = new_reader(cfg)
         fit(fold_reader, frames, labels, cfg, writer, f"fold_{held}")
         table[held] = {
             name: score(fold_reader, embed(reader, waves), digits)
             for name, (waves, digits) in sets.items()
         }
+        for name, (frames, digits) in spoken_tests.items():
+            table[held][name] = score(fold_reader, frames, digits)
         log.info("held out %s: %s", held, json.dumps(table[held]))
     payload: dict[str, Any] = {
         "folds": table,
@@ -286,8 +306,8 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
         write_text(out / "strings.md", text)
         print(text)
     if cfg.final:
-        frames = [f for s in speakers for f in train[s][0]]
-        labels = [d for s in speakers for d in train[s][1]]
+        frames = [f for s in speakers for f in train[s][0]] + spoken[0]
+        labels = [d for s in speakers for d in train[s][1]] + spoken[1]
         fit(reader, frames, labels, cfg, writer, "final")
         save_reader(reader, cfg, out / "model.ckpt")
         payload["model"] = str(out / "model.ckpt")
