@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: unknown command {argv[0]!r}", file=sys.stderr)
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
     name, rest = argv[0], argv[1:]
-    keep_freed_memory()
+    # Training commands keep freed memory for speed (`run_hydra_app`); predict, serve and the
+    # rest hand it back, so that a long-running service does not hold its peak.
     module = importlib.import_module(COMMANDS[name][0])
     if name in HYDRA_COMMANDS:
         # Hydra reads its overrides from sys.argv.

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from sdc.training.module import DigitClassifier
 
 DEFAULT_THRESHOLD = 0.6
+INFERENCE_BATCH = 8
+"""Windows classified per call. The embedding recipe's activations grow with the batch, and
+ONNX Runtime keeps its peak: `sdc predict best.onnx` of 1,000 clips peaked at 2.3 GB with 64
+and 0.41 GB with 8, at the same clips per second; the small CNN is about 7% slower with 8."""
 EXPORT_SUFFIXES = (".onnx", ".pt", ".ts")
 """Exported models (ONNX, TorchScript); anything else is read as a checkpoint."""
 SEGMENT_PADDING_SECONDS = 0.05
@@ -90,7 +94,7 @@ class Recognizer:
         info: ModelInfo,
         threshold: float = DEFAULT_THRESHOLD,
         vad: VadConfig | None = None,
-        batch_size: int = 64,
+        batch_size: int = INFERENCE_BATCH,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise SdcError(f"threshold: expected a probability in [0, 1], got {threshold}")
@@ -278,8 +282,19 @@ class Recognizer:
         return resample_array(wave, rate, self.sample_rate)
 
     def predict_files(self, paths: Iterable[str | Path]) -> list[Prediction]:
-        """One answer per file; a file that cannot be read gets an `error` and the rest go on."""
+        """One answer per file; a file that cannot be read gets an `error` and the rest go on.
+
+        Files are read and classified a few batches at a time, so memory does not grow with
+        the number of files."""
         paths = [Path(p) for p in paths]
+        group = 8 * self.batch_size
+        return [
+            answer
+            for start in range(0, len(paths), group)
+            for answer in self._predict_group(paths[start : start + group])
+        ]
+
+    def _predict_group(self, paths: list[Path]) -> list[Prediction]:
         waves: dict[int, np.ndarray] = {}
         errors: dict[int, str] = {}
         for i, path in enumerate(paths):
