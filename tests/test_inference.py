@@ -164,6 +164,28 @@ def test_one_bad_file_is_reported_and_the_rest_answered(
     assert answers[0].top == answers[3].top and answers[0].top
 
 
+def test_many_files_are_answered_in_order_group_by_group(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Files are read a few batches at a time: across groups, order and answers stay."""
+    small = Recognizer.from_checkpoint(tiny_checkpoint, batch_size=2)  # groups of 16 files
+    paths = []
+    for i in range(37):
+        path = tmp_path / f"{i:02d}.wav"
+        if i == 20:
+            path.write_bytes(b"not audio")
+        else:
+            sf.write(path, digit_tone(i % 10, 1, i % 3), SAMPLE_RATE)
+        paths.append(path)
+    answers = small.predict_files(paths)
+    assert [a.file for a in answers] == [str(p) for p in paths]
+    assert [i for i, a in enumerate(answers) if a.error] == [20]
+    alone = [small.predict_files([p])[0] for p in paths[30:]]
+    for grouped, single in zip(answers[30:], alone, strict=True):
+        assert [label for label, _ in grouped.top] == [label for label, _ in single.top]
+        assert grouped.confidence == pytest.approx(single.confidence, abs=1e-5)
+
+
 def test_transcribing_joined_clips_gives_the_string_and_times(tiny_checkpoint: Path) -> None:
     recognizer = Recognizer.from_checkpoint(tiny_checkpoint, threshold=0.0)
     digits = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3]
