@@ -300,3 +300,21 @@ def test_the_load_test_reports_throughput_latency_and_no_errors(
     assert figures["requests_per_second"] > 0 and 0 < figures["p50_ms"] <= figures["p99_ms"]
     assert figures["peak_rss_mb"] > 10
     assert f"| {onnx_model.name} | 2 |" in result.stdout
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "torchscript"])
+def test_checkpoints_and_torchscript_are_served_like_onnx(
+    kind: str, tiny_checkpoint: Path, tmp_path: Path, local: Recognizer
+) -> None:
+    from sdc.inference.export import export_torchscript
+
+    model = tiny_checkpoint
+    if kind == "torchscript":
+        model = export_torchscript(load_classifier(tiny_checkpoint), tmp_path / "tiny.pt")
+    wave = digit_tone(4, 1, 1)
+    expected = local.predict_waves([wave.astype(np.float32)])[0]
+    with serving(model) as url:
+        assert request(f"{url}/v1/model").body["format"] == kind
+        reply = post_file(f"{url}/v1/predict", wav_bytes(wave))
+    assert reply.status == 200 and reply.body["digit"] == expected.label
+    assert reply.body["confidence"] == pytest.approx(expected.confidence, abs=1e-3)
