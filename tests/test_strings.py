@@ -204,3 +204,17 @@ def test_spoken_test_voices_are_never_training_voices() -> None:
     trained = {v.variant for v in split_voices(variants, 400, 0, held_out=False)}
     unheard = {v.variant for v in split_voices(variants, 100, 1, held_out=True)}
     assert trained and unheard and not trained & unheard
+
+
+def test_a_pitch_shift_moves_the_voice_and_keeps_the_duration() -> None:
+    from sdc.strings.train import pitch_shifted
+
+    t = np.arange(RATE) / RATE
+    tone = (0.3 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)
+    octave = SynthesisConfig(pitch=1.0, pitch_semitones=(12.0, 12.0))
+    (shifted,) = pitch_shifted([tone], octave, RATE, seed=0)
+    assert abs(len(shifted) - len(tone)) <= 2
+    peak = np.argmax(np.abs(np.fft.rfft(shifted[1000:-1000]))) * RATE / (len(shifted) - 2000)
+    assert peak == pytest.approx(1000, rel=0.03)
+    (same,) = pitch_shifted([tone], SynthesisConfig(pitch=0.0), RATE, seed=0)
+    assert np.array_equal(same, tone)

@@ -29,6 +29,10 @@ class SynthesisConfig:
     noise: float = probability(0.5)
     """How many strings get white noise over their whole length."""
     snr_db: tuple[float, float] = option((5.0, 40.0), low=-20.0, high=100.0)
+    pitch: float = probability(0.5)
+    """How many strings have their voice shifted (pitch and formants, duration kept): the
+    isolated-digit recipe's `pitch_shift`, for voices higher and lower than FSDD's six men."""
+    pitch_semitones: tuple[float, float] = option((-3.0, 7.0), low=-12.0, high=12.0)
     trim_db: float = option(30.0, above=0.0)
     """Each clip is cut where quieter than this many dB below its loudest 10 ms: FSDD's own
     trimming leaves up to a few hundred ms of silence, which would be a pause."""

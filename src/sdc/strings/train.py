@@ -33,6 +33,8 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from sdc import LABELS
+from sdc.audio.augment.resample import Resamplers, speed_change
+from sdc.audio.augment.vocoder import phase_vocoder_stretch
 from sdc.audio.decode import decode_audio, resample_array
 from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir
@@ -44,7 +46,7 @@ from sdc.strings.config import StringsConfig
 from sdc.strings.reader import DigitStringReader, greedy_read
 from sdc.strings.recognizer import KIND
 from sdc.strings.spoken import spoken_strings
-from sdc.strings.synthesis import synthesize, training_strings, trim_to_speech
+from sdc.strings.synthesis import SynthesisConfig, synthesize, training_strings, trim_to_speech
 from sdc.training.run_folder import refused_runs_leave_nothing
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,36 @@ def speaker_pools(root: Path, sample_rate: int, trim_db: float) -> dict[str, lis
     if len(pools) < 2:
         raise SdcError(f"strings.root: {root} holds {len(pools)} speaker(s); folds need two")
     return pools
+
+
+def pitch_shifted(
+    waves: list[np.ndarray], cfg: SynthesisConfig, sample_rate: int, seed: int, batch: int = 32
+) -> list[np.ndarray]:
+    """Each string, with probability `cfg.pitch`, made higher or lower by a whole-string shift
+    drawn from `cfg.pitch_semitones`: resampled (pitch and formants move together, as between
+    voices), then stretched back to its duration by the phase-locked vocoder."""
+    rng = np.random.default_rng(seed)
+    shifts = np.where(
+        rng.random(len(waves)) < cfg.pitch, rng.uniform(*cfg.pitch_semitones, len(waves)), 0.0
+    )
+    resamplers = Resamplers()
+    out = list(waves)
+    chosen = np.flatnonzero(shifts)
+    for start in range(0, len(chosen), batch):
+        ids = chosen[start : start + batch]
+        lengths = torch.tensor([len(waves[i]) for i in ids])
+        padded = torch.zeros(len(ids), int(lengths.max()))
+        for row, i in enumerate(ids):
+            padded[row, : len(waves[i])] = torch.from_numpy(waves[i])
+        factors = torch.tensor(2.0 ** (shifts[ids] / 12), dtype=torch.float32)
+        with torch.no_grad():
+            higher, shorter, applied = speed_change(
+                padded, lengths, factors, sample_rate, resamplers
+            )
+            restored, restored_lengths = phase_vocoder_stretch(higher, shorter, 1 / applied)
+        for row, i in enumerate(ids):
+            out[i] = restored[row, : restored_lengths[row]].numpy().astype(np.float32)
+    return out
 
 
 def embed(reader: DigitStringReader, waves: Sequence[np.ndarray], batch: int = 32) -> Frames:
@@ -266,6 +298,7 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
             cfg.sample_rate,
             cfg.seed * 1000 + k,
         )
+        waves = pitch_shifted(waves, cfg.synthesis, cfg.sample_rate, cfg.seed * 1000 + k)
         train[speaker] = (embed(reader, waves), labels)
         log.info("%s: %d training strings embedded", speaker, len(waves))
     spoken: tuple[Frames, Labels] = ([], [])
