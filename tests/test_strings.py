@@ -20,7 +20,12 @@ from sdc.errors import SdcError
 from sdc.inference.recognizer import Prediction, Transcript, load_transcriber
 from sdc.inference.stream import listen
 from sdc.strings.config import StringsConfig
-from sdc.strings.reader import FRAME_SECONDS, DigitStringReader, greedy_read
+from sdc.strings.reader import (
+    FRAME_SECONDS,
+    MAX_DIGIT_SECONDS,
+    DigitStringReader,
+    greedy_read,
+)
 from sdc.strings.recognizer import StringListener, StringRecognizer
 from sdc.strings.synthesis import SynthesisConfig, join, training_strings, trim_to_speech
 from sdc.strings.train import CONDITIONS, ISOLATED, SPOKEN, edit_distance, run
@@ -68,8 +73,12 @@ def test_greedy_reading_merges_repeats_drops_blanks_and_keeps_a_double_digit() -
     read = greedy_read(log_probs.log_softmax(-1), reader, duration=10.0)
     assert [d.label for d in read] == [5, 5, 3]
     assert all(d.confidence > 0.99 for d in read)
-    assert read[0].end - read[0].start == pytest.approx(2 * FRAME_SECONDS)
-    assert [d.start for d in read] == sorted(d.start for d in read)
+    # Each digit from its spike to the next one's, at most half a second, within the recording.
+    assert read[0].end == pytest.approx(read[1].start)
+    assert read[1].end == pytest.approx(read[2].start)
+    assert read[2].end == pytest.approx(read[2].start + MAX_DIGIT_SECONDS)
+    assert read[1].start - read[0].start == pytest.approx(3 * FRAME_SECONDS)
+    assert greedy_read(log_probs.log_softmax(-1), reader, duration=0.1)[-1].end == 0.1
 
 
 def test_edit_distance() -> None:

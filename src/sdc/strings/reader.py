@@ -25,6 +25,9 @@ FRAME_SECONDS = 0.08
 """The embedding's step: one frame every 8 x 10 ms."""
 RECEPTIVE_SECONDS = 0.775
 """What one frame hears: 76 frames of 10 ms plus a 32 ms window."""
+MAX_DIGIT_SECONDS = 0.5
+"""The longest a read digit is said to last when no other follows it soon: FSDD's digits take
+0.25-0.6 s."""
 
 
 class _Block(nn.Module):
@@ -119,21 +122,27 @@ class ReadDigit:
 def greedy_read(
     log_probs: torch.Tensor, reader: DigitStringReader, duration: float
 ) -> list[ReadDigit]:
-    """The likeliest class per frame, repeats merged, blanks dropped; each digit spans the
-    frames it was likeliest in (by their centres, widened by half a frame), within the
-    recording."""
+    """The likeliest class per frame, repeats merged, blanks dropped.
+
+    A digit's CTC spike comes where its frame's stretch of audio is centred on the digit's
+    onset (measured on strings with known times: 0.03-0.08 s early), so a digit starts there
+    and ends where the next one starts, or after at most `MAX_DIGIT_SECONDS`, within the
+    recording.
+    """
     best = log_probs.argmax(dim=-1).tolist()
     probs = log_probs.exp()
-    read: list[ReadDigit] = []
+    runs: list[tuple[int, int, int]] = []  # (label, first frame, frame after the last)
     run_start, previous = 0, reader.blank
     for t, label in enumerate([*best, reader.blank]):
         if label != previous:
             if previous != reader.blank:
-                peak = float(probs[run_start:t, previous].max())
-                start = reader.frame_time(run_start) - FRAME_SECONDS / 2
-                end = reader.frame_time(t - 1) + FRAME_SECONDS / 2
-                read.append(
-                    ReadDigit(previous, peak, max(0.0, start), min(duration, max(end, 0.0)))
-                )
+                runs.append((previous, run_start, t))
             run_start, previous = t, label
+    starts = [max(0.0, reader.frame_time(first)) for _, first, _ in runs]
+    read = []
+    for k, (label, first, after) in enumerate(runs):
+        following = starts[k + 1] if k + 1 < len(runs) else duration
+        end = min(following, starts[k] + MAX_DIGIT_SECONDS, duration)
+        peak = float(probs[first:after, label].max())
+        read.append(ReadDigit(label, peak, min(starts[k], end), end))
     return read
