@@ -41,7 +41,9 @@ class StringRecognizer:
         self.threshold = threshold
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, threshold: float = DEFAULT_THRESHOLD):
+    def from_checkpoint(
+        cls, path: str | Path, threshold: float = DEFAULT_THRESHOLD
+    ) -> StringRecognizer:
         checkpoint = read_checkpoint(path)
         hparams = checkpoint["hyper_parameters"]
         if hparams.get("kind") != KIND:
