@@ -150,3 +150,9 @@ def resample_array(wave: np.ndarray, orig_freq: int, new_freq: int) -> np.ndarra
     common = math.gcd(int(orig_freq), int(new_freq))
     out = signal.resample_poly(wave, int(new_freq) // common, int(orig_freq) // common)
     return out.astype(np.float32)
+
+
+def read_at(path: str | Path, sample_rate: int) -> np.ndarray:
+    """A file as a mono float32 array at `sample_rate` (`decode_audio`, then `resample_array`)."""
+    wave, rate = decode_audio(path)
+    return resample_array(wave, rate, sample_rate)

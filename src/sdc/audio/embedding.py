@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torchaudio
@@ -25,7 +24,6 @@ from torch import nn
 from sdc.audio.features import feature_statistics
 from sdc.audio.vtlp import warp_spectrum
 from sdc.config.fields import MISSING, option
-from sdc.pretrained import fetch
 from sdc.pretrained.speech_embedding import CONVOLUTIONS, DIM, SAMPLE_RATE, SpeechEmbedding
 
 NORMALIZATIONS = ("global", "none")
@@ -143,11 +141,7 @@ class SpeechEmbeddingFrontend(nn.Module):
     @torch.no_grad()
     def load_pretrained(self) -> None:
         """Copy the pinned weights in (downloading them into `weights_dir` on first use)."""
-        folder = fetch.weight_files(Path(self.weights_dir))
-        self.embedding.load_onnx(
-            fetch.read_initializers(folder / "melspectrogram.onnx"),
-            fetch.read_initializers(folder / "embedding_model.onnx"),
-        )
+        self.embedding.load_pinned(self.weights_dir)
 
     @torch.no_grad()
     def fit(self, batches: Iterable[torch.Tensor]) -> None:

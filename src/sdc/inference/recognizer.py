@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sdc.audio.centre import centre_recording
-from sdc.audio.decode import decode_audio, decode_bytes, resample_array
+from sdc.audio.decode import decode_bytes, read_at, resample_array
 from sdc.audio.vad import VadConfig, find_speech
 from sdc.errors import SdcError, first_line
 from sdc.inference.model_info import METADATA_KEY, ModelInfo
@@ -273,8 +273,7 @@ class Recognizer:
 
     def read(self, path: str | Path) -> np.ndarray:
         """A file as a mono float32 array at the model's rate (SdcError naming it if unreadable)."""
-        wave, rate = decode_audio(path)
-        return resample_array(wave, rate, self.sample_rate)
+        return read_at(path, self.sample_rate)
 
     def read_bytes(self, data: bytes, name: str, max_seconds: float | None = None) -> np.ndarray:
         """`read` for a file's contents in memory (an upload); past `max_seconds`, AudioTooLong."""

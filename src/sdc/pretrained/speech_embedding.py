@@ -19,6 +19,7 @@ instead of 19 x 76 = 1,444.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -139,6 +140,17 @@ class SpeechEmbedding(nn.Module):
             raise ValueError(f"count must be in [0, {len(convs)}], got {count}")
         for conv in convs[len(convs) - count :]:
             conv.requires_grad_(True)
+
+    @torch.no_grad()
+    def load_pinned(self, weights_dir: str | Path) -> None:
+        """The pinned pretrained weights, downloaded into `weights_dir` on first use."""
+        from sdc.pretrained import fetch
+
+        folder = fetch.weight_files(Path(weights_dir))
+        self.load_onnx(
+            fetch.read_initializers(folder / "melspectrogram.onnx"),
+            fetch.read_initializers(folder / "embedding_model.onnx"),
+        )
 
     def load_onnx(
         self, melspectrogram: dict[str, torch.Tensor], embedding: dict[str, torch.Tensor]

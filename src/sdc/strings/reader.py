@@ -11,13 +11,11 @@ them; reading is the likeliest class per frame, repeats merged, blanks dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torchaudio
 from torch import nn
 
-from sdc.pretrained import fetch
 from sdc.pretrained.speech_embedding import DIM, SAMPLE_RATE, SpeechEmbedding
 from sdc.strings.config import ReaderNetConfig
 
@@ -83,11 +81,7 @@ class DigitStringReader(nn.Module):
     @torch.no_grad()
     def load_pretrained(self) -> None:
         """The embedding's pinned weights (downloaded into `weights_dir` on first use)."""
-        folder = fetch.weight_files(Path(self.weights_dir))
-        self.embedding.load_onnx(
-            fetch.read_initializers(folder / "melspectrogram.onnx"),
-            fetch.read_initializers(folder / "embedding_model.onnx"),
-        )
+        self.embedding.load_pinned(self.weights_dir)
 
     def frame_count(self, samples: int) -> int:
         """Frames for a recording of `samples` samples at `sample_rate`."""

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from sdc.audio.decode import decode_audio, resample_array
+from sdc.audio.decode import read_at
 from sdc.errors import SdcError, first_line
 from sdc.inference.checkpoint import read_checkpoint
 from sdc.inference.recognizer import (
@@ -69,8 +69,7 @@ class StringRecognizer:
         return self.reader.labels
 
     def read(self, path: str | Path) -> np.ndarray:
-        wave, rate = decode_audio(path)
-        return resample_array(wave, rate, self.sample_rate)
+        return read_at(path, self.sample_rate)
 
     @torch.no_grad()
     def transcribe(self, wave: npt.ArrayLike) -> Transcript:
