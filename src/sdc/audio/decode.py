@@ -1,4 +1,4 @@
-"""Decoding audio files into mono float32 arrays, and resampling them, with numpy, scipy and
+"""Decoding audio files into mono float32 arrays, and resampling them, with numpy and
 soundfile: what an exported model needs to run without torch (`sdc.inference`).
 
 soundfile reads WAV at any bit depth as well as FLAC and OGG; `torchaudio.load` would need
@@ -15,8 +15,8 @@ from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
-from scipy import signal
 
+from sdc.audio.filters import resample_poly
 from sdc.errors import SdcError, first_line
 
 MIN_SAMPLE_RATE = 1000
@@ -143,12 +143,12 @@ def decode_stream(
 
 
 def resample_array(wave: np.ndarray, orig_freq: int, new_freq: int) -> np.ndarray:
-    """`wave` at `new_freq`: polyphase resampling with a Kaiser-windowed low-pass (scipy), the
+    """`wave` at `new_freq`: polyphase resampling with a Kaiser-windowed low-pass (scipy's), the
     inference side's resampler; training resamples with torchaudio (`sdc.audio.io`)."""
     if orig_freq == new_freq:
         return wave
     common = math.gcd(int(orig_freq), int(new_freq))
-    out = signal.resample_poly(wave, int(new_freq) // common, int(orig_freq) // common)
+    out = resample_poly(wave, int(new_freq) // common, int(orig_freq) // common)
     return out.astype(np.float32)
 
 

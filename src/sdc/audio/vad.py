@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal
+
+from sdc.audio.filters import butterworth_highpass
 
 SILENCE_DB = -100.0
 """The energy of a frame of zeros (the floor of the log)."""
@@ -55,9 +56,7 @@ def highpass(x: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
     been there, so an offset does not ring at the start of the recording like a click."""
     if cutoff_hz <= 0 or len(x) == 0 or cutoff_hz >= sample_rate / 2:
         return x
-    sos = signal.butter(2, cutoff_hz, "highpass", fs=sample_rate, output="sos")
-    filtered, _ = signal.sosfilt(sos, x, zi=signal.sosfilt_zi(sos) * x[0])
-    return filtered
+    return butterworth_highpass(x, sample_rate, cutoff_hz)
 
 
 def frame_energy_db(wave: npt.ArrayLike, sample_rate: int, cfg: VadConfig) -> np.ndarray:
