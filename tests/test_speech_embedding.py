@@ -325,3 +325,66 @@ def test_a_frozen_embedding_has_one_group_and_one_cycle_keeps_each_groups_ratio(
     }
     scheduler = model.configure_optimizers()["lr_scheduler"]["scheduler"]
     assert [g["max_lr"] for g in scheduler.optimizer.param_groups] == pytest.approx([2e-2, 2e-3])
+
+
+# -- reusing the frozen layers' output (data.view_epochs) ----------------------------------------
+
+
+@pytest.mark.parametrize("layers", [0, 10, 20])
+def test_frozen_then_learning_layers_are_the_whole_front_end(layers: int) -> None:
+    model = tuned_classifier(layers)
+    frontend = model.frontend
+    windows = torch.stack([speech_like(1.0, seed=s, rate=8000) for s in range(2)])
+    warp = torch.tensor([0.93, 1.08])
+    hidden = frontend.frozen(windows, warp)
+    assert not hidden.requires_grad, "the frozen part carries no gradient"
+    split = frontend.embedding.first_learning
+    learning = [p.requires_grad for p in frontend.embedding.network[split:].parameters()]
+    assert all(learning) and len(learning) == 2 * layers - (layers > 0)  # the last has no bias
+    with torch.no_grad():
+        assert torch.allclose(frontend.from_frozen(hidden), frontend(windows, warp), atol=1e-6)
+        half = frontend.from_frozen(hidden.to(torch.float16))
+    assert torch.allclose(half, frontend(windows, warp), atol=0.05)
+
+
+@pytest.mark.slow
+def test_reused_views_are_made_once_every_view_epochs_and_train(
+    make_cfg: Callable[..., DictConfig],
+    stand_in_weights: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sdc.data.datamodule import FSDDDataModule
+    from sdc.training.train import train
+
+    made: list[int] = []
+    heard = FSDDDataModule.heard_views
+
+    def counting(self: FSDDDataModule) -> tuple[torch.Tensor, torch.Tensor]:
+        made.append(self.trainer.current_epoch)
+        hidden, labels = heard(self)
+        assert hidden.dtype == torch.float16 and len(hidden) == len(self.datasets["train"])
+        return hidden, labels
+
+    monkeypatch.setattr(FSDDDataModule, "heard_views", counting)
+    cfg = make_cfg(
+        "features=speech_embedding",
+        "model=embedding_head",
+        "scheduler=onecycle",  # counts the batches before the model lends its layers
+        "trainer.max_epochs=5",
+        "data.view_epochs=2",
+        "features.finetune_layers=5",
+        f"features.weights_dir={tmp_path / 'never_used'}",
+    )
+    metrics = train(cfg)
+    assert made == [0, 2, 4]
+    assert 0.0 <= metrics["test_acc"] <= 1.0
+    events = list((Path(cfg.paths.output_dir) / "tensorboard").rglob("events.out.tfevents*"))
+    assert events, "TrainingSamples logged the windows the first views were made from"
+
+
+def test_reused_views_need_frozen_layers(make_cfg: Callable[..., DictConfig]) -> None:
+    from sdc.training.train import train
+
+    with pytest.raises(SdcError, match=r"data\.view_epochs: expected 1 unless features have"):
+        train(make_cfg("data.view_epochs=2", "trainer.max_epochs=1"))
