@@ -46,7 +46,7 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix src tests
 	$(BIN)/ruff format src tests
 
-bench: $(STAMP) ## Speed and memory on this machine (skip the 25-epoch run: ARGS=bench.full_baseline=false)
+bench: $(STAMP) ## Speed and memory on this machine (skip the full training run: ARGS=bench.full_run=false)
 	$(BIN)/sdc bench $(ARGS)
 
 serve: $(STAMP) ## The web page and API on http://127.0.0.1:8000/: make serve MODEL=path/to/model.onnx

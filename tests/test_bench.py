@@ -17,7 +17,7 @@ from sdc.lab.bench import bench, bench_devices, isolated, markdown, measure_epoc
 @pytest.mark.slow
 def test_bench_writes_every_figure(make_cfg: Callable[..., DictConfig]) -> None:
     cfg = make_cfg(
-        "bench.full_baseline=false",
+        "bench.full_run=false",
         "bench.repeats=1",
         "bench.reference_clips=1",
         "bench.inference_clips=64",

@@ -38,8 +38,8 @@ class BenchConfig:
     latency_iterations: int = option(300, above=0)
     devices: list[str] | None = None
     """Devices to measure, e.g. [cuda] (null: the CPU, and the GPU if there is one)."""
-    full_baseline: bool = True
-    """Also train the full 25-epoch baseline and time it (minutes on a CPU)."""
+    full_run: bool = True
+    """Also train the recipe in full, as `python -m sdc.train experiment=...`, and time it."""
 
 
 GROUPS = {

@@ -291,7 +291,8 @@ class FSDDDataModule(pl.LightningDataModule):
             kept.append(rec)
         return ClipDataset(waves, labels), kept
 
-    def _loader(self, subset: str, shuffle: bool) -> DataLoader:
+    def clip_loader(self, subset: str, shuffle: bool) -> DataLoader:
+        """Padded clip batches of a subset (`Batch`), before any window is made of them."""
         if not self.datasets:
             raise RuntimeError("call setup() before asking for a loader")
         return DataLoader(
@@ -307,24 +308,25 @@ class FSDDDataModule(pl.LightningDataModule):
         """Clips to augment batch by batch; with `view_epochs` above 1, freshly heard views
         (the trainer asks again every `view_epochs` epochs)."""
         if self.view_epochs == 1:
-            return self._loader("train", shuffle=True)
+            return self.clip_loader("train", shuffle=True)
         views = HeardViewSet(self.heard_views, len(self.datasets["train"]))
         return DataLoader(views, batch_size=self.batch_size, shuffle=True, collate_fn=collate_views)
 
     @torch.no_grad()
-    def heard_views(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every training clip augmented once and put through `hear_frozen`, on the model's
-        device: (float16 maps, labels)."""
+    def heard_views(self, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every training clip augmented once and put through `hear_frozen`, on `device` (the
+        trainer's by default): (float16 maps, labels)."""
         if self.hear_frozen is None:
             raise SdcError(
                 "data.view_epochs: the model has not set its frozen layers (hear_frozen); "
                 "views are made once fitting has started"
             )
-        device = self.trainer.strategy.root_device if self.trainer is not None else None
+        if device is None and self.trainer is not None:
+            device = self.trainer.strategy.root_device
         hidden: torch.Tensor | None = None
         labels = self.datasets["train"].labels.clone()
         done = 0
-        for waves, lengths, _ in self._loader("train", shuffle=False):
+        for waves, lengths, _ in self.clip_loader("train", shuffle=False):
             windows = self.augment(waves.to(device), lengths.to(device))
             heard = self.hear_frozen(windows).to(torch.float16)
             if hidden is None:
@@ -336,10 +338,10 @@ class FSDDDataModule(pl.LightningDataModule):
         return hidden, labels.to(hidden.device)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self.clip_loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self.clip_loader("test", shuffle=False)
 
     def on_after_batch_transfer(
         self, batch: Batch | HeardViews, dataloader_idx: int
@@ -356,5 +358,5 @@ class FSDDDataModule(pl.LightningDataModule):
 
     def clean_windows(self, subset: str = "train") -> Iterator[torch.Tensor]:
         """Unaugmented, centred windows of a subset, e.g. to fit feature statistics."""
-        for waves, lengths, _ in self._loader(subset, shuffle=False):
+        for waves, lengths, _ in self.clip_loader(subset, shuffle=False):
             yield fit_to_window(waves, lengths, self.window)
