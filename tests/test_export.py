@@ -99,6 +99,45 @@ def test_export_command_checks_parity_and_reports_bad_checkpoints(
     )
 
 
+def test_int8_export_is_calibrated_on_recordings_and_runs_like_the_float_model(
+    tiny_checkpoint: Path, tiny_fsdd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m.onnx"
+    export_main([str(tiny_checkpoint), "--onnx", str(out), "--int8", str(tiny_fsdd)])
+    printed = capsys.readouterr().out
+    int8 = tmp_path / "m.int8.onnx"
+    assert f"wrote {int8} (the same digit as the float model on" in printed
+    proto = onnx.load(str(int8))
+    ops = [n.op_type for n in proto.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops, "the convolutions are 8-bit"
+    assert any(n.op_type == "STFT" for n in proto.graph.node), "the spectrum stays float"
+    quantized, float_model = Recognizer.from_onnx(int8), Recognizer.from_onnx(out)
+    assert quantized.info == float_model.info, "the model's metadata travels along"
+    windows, _ = dataset_windows(tiny_fsdd, quantized.window)
+    probs = quantized.classify(windows.numpy())
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    same = probs.argmax(1) == float_model.classify(windows.numpy()).argmax(1)
+    assert same.mean() >= 0.8, "8 bits move few answers"
+
+
+@pytest.mark.parametrize("case", ["missing", "empty"])
+def test_int8_export_needs_a_folder_of_recordings(
+    case: str, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "calibration"
+    if case == "empty":
+        folder.mkdir()
+        (folder / "notes.txt").write_text("no audio here")
+    with pytest.raises(SystemExit) as exit_:
+        export_main(
+            [str(tiny_checkpoint), "--onnx", str(tmp_path / "m.onnx"), "--int8", str(folder)]
+        )
+    assert exit_.value.code == 2
+    expected = "is not a folder of recordings" if case == "missing" else "no .wav, .flac or .ogg"
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: --int8: ") and expected in line
+
+
 def test_an_onnx_file_that_is_not_an_sdc_model_is_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     with pytest.raises(SdcError, match=r"junk\.onnx"):

@@ -1,4 +1,5 @@
-"""`sdc export MODEL.ckpt [--onnx OUT] [--torchscript OUT]`: the model, MFCC front end inside.
+"""`sdc export MODEL.ckpt [--onnx OUT] [--torchscript OUT] [--int8 FOLDER]`: the model, front
+end inside (and, with `--int8`, an 8-bit ONNX copy: `sdc.inference.quantize`).
 
 The exported graph takes what the checkpoint takes: raw waveform windows (B, window samples) at
 the model's rate, named `waveform`, and returns `logits` (B, n_classes); the batch axis is
@@ -103,8 +104,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--onnx", type=output_file, help="ONNX output (default: next to the checkpoint)"
     )
     parser.add_argument("--torchscript", type=output_file, help="TorchScript output (.pt)")
+    parser.add_argument(
+        "--int8",
+        type=Path,
+        metavar="FOLDER",
+        help="also write the ONNX model with 8-bit convolutions (NAME.int8.onnx), calibrated on "
+        "recordings in FOLDER (e.g. FSDD's recordings/): about twice as fast, a little less "
+        "accurate",
+    )
     args = parser.parse_args(argv)
-    if args.onnx is None and args.torchscript is None:
+    if args.onnx is None and (args.torchscript is None or args.int8 is not None):
         args.onnx = args.checkpoint.with_suffix(".onnx")
     return args
 
@@ -125,6 +134,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             if error > PARITY_TOLERANCE:
                 raise SdcError(f"{path}: logits differ from PyTorch by {error:.2e}")
             print(f"wrote {path} (logits within {error:.1e} of PyTorch)")
+        if args.int8 is not None:
+            _export_int8(args.onnx, args.int8)
+
+
+def _export_int8(float_path: Path, calibration: Path) -> None:
+    from sdc.inference.quantize import agreement, calibration_windows, quantize_onnx
+
+    float_model = Recognizer.from_onnx(float_path)
+    windows = calibration_windows(calibration, float_model.window, float_model.sample_rate)
+    path = quantize_onnx(float_path, float_path.with_suffix(".int8.onnx"), windows)
+    same = agreement(float_model, Recognizer.from_onnx(path), windows)
+    print(f"wrote {path} (the same digit as the float model on {same:.1%} of {len(windows)} clips)")
 
 
 if __name__ == "__main__":
