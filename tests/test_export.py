@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from conftest import SAMPLE_RATE, digit_tone
 from sdc.audio.window import fit_to_window
 from sdc.errors import SdcError
-from sdc.inference.checkpoint import load_classifier, read_model_info
+from sdc.inference.checkpoint import load_classifier, read_checkpoint, read_model_info
 from sdc.inference.export import PARITY_TOLERANCE, export_onnx, export_torchscript, parity
 from sdc.inference.export import main as export_main
 from sdc.inference.recognizer import Recognizer
@@ -118,6 +118,28 @@ def test_int8_export_is_calibrated_on_recordings_and_runs_like_the_float_model(
     assert np.isfinite(probs).all() and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     same = probs.argmax(1) == float_model.classify(windows.numpy()).argmax(1)
     assert same.mean() >= 0.8, "8 bits move few answers"
+
+
+def test_single_view_export_leaves_the_speed_views_out(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from sdc.training.module import DigitClassifier
+
+    with_views = tmp_path / "views.ckpt"
+    checkpoint = read_checkpoint(tiny_checkpoint)
+    checkpoint["hyper_parameters"]["test_time_speeds"] = [0.95, 1.0, 1.05]
+    torch.save(checkpoint, with_views)
+    model = load_classifier(with_views)
+    one, five = tmp_path / "one.onnx", tmp_path / "five.onnx"
+    export_main([str(with_views), "--onnx", str(one), "--single-view"])
+    export_main([str(with_views), "--onnx", str(five)])
+    assert Recognizer.from_onnx(one).info.test_time_speeds is None
+    assert Recognizer.from_onnx(five).info.test_time_speeds == (0.95, 1.0, 1.05)
+    windows = torch.randn(2, model.window) * 0.1
+    with torch.no_grad():
+        plain = DigitClassifier.hear(model, windows).numpy()
+    assert np.abs(Recognizer.from_onnx(one).backend(windows.numpy()) - plain).max() < 2e-3
+    assert np.abs(Recognizer.from_onnx(five).backend(windows.numpy()) - plain).max() > 1e-3
 
 
 @pytest.mark.parametrize("case", ["missing", "empty"])

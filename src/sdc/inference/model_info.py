@@ -25,6 +25,8 @@ class ModelInfo:
     """Samples per input window (clip length x sample rate)."""
     frontend: dict[str, Any]
     net: dict[str, Any]
+    test_time_speeds: tuple[float, ...] | None = None
+    """The playback speeds each window is heard at (None: once, as recorded)."""
 
     @property
     def window_seconds(self) -> float:
@@ -44,6 +46,7 @@ class ModelInfo:
                 window=int(data["window"]),
                 frontend=dict(data["frontend"]),
                 net=dict(data["net"]),
+                test_time_speeds=_speeds(data.get("test_time_speeds")),
             )
         except (ValueError, KeyError, TypeError) as err:
             raise SdcError(f"{source}: unreadable sdc model metadata ({err})") from None
@@ -59,7 +62,12 @@ class ModelInfo:
             window=round(clip_seconds * sample_rate),
             frontend=frontend,
             net=dict(hparams["net"]),
+            test_time_speeds=_speeds(hparams.get("test_time_speeds")),
         )
+
+
+def _speeds(speeds: Any) -> tuple[float, ...] | None:
+    return tuple(float(s) for s in speeds) if speeds else None
 
 
 def refuse_retired(frontend: dict[str, Any], prefix: str, source: str | Path) -> None:

@@ -207,7 +207,11 @@ def create_app(recognizer: Recognizer, model_path: Path, limits: ServiceLimits) 
             sample_rate=info.sample_rate,
             window_seconds=info.window_seconds,
             threshold=recognizer.threshold,
-            recipe={"frontend": info.frontend, "net": info.net},
+            recipe={
+                "frontend": info.frontend,
+                "net": info.net,
+                "test_time_speeds": list(info.test_time_speeds or []),
+            },
             sdc_version=sdc.__version__,
             limits={"max_megabytes": limits.max_megabytes, "max_seconds": limits.max_seconds},
         )
