@@ -39,11 +39,38 @@ def test_bench_writes_every_figure(make_cfg: Callable[..., DictConfig]) -> None:
         "single_clip_p50_ms",
         "single_clip_p90_ms",
         "inference_peak_rss_mb",
+        "onnx_single_clip_p50_ms",
+        "onnx_batched_clips_per_s",
+        "onnx_int8_single_clip_p50_ms",
+        "onnx_int8_batched_clips_per_s",
     ):
         assert figures[key] > 0, key
     out = Path(cfg.paths.output_dir)
     assert json.loads((out / "bench.json").read_text())["devices"]["cpu"] == figures
     assert "| pipeline_clips_per_s |" in (out / "bench.md").read_text()
+
+
+def test_bench_times_reused_views_in_their_parts(
+    make_cfg: Callable[..., DictConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sdc.audio.embedding import SpeechEmbeddingFrontend
+    from speech_embedding_stand_in import stand_in
+
+    monkeypatch.setattr(
+        SpeechEmbeddingFrontend, "load_pretrained", lambda self: stand_in(self.embedding)
+    )
+    cfg = make_cfg(
+        "experiment=best",
+        "data.synthetic.voices=0",
+        "data.view_epochs=3",
+        "bench.repeats=1",
+        config_name="bench",
+    )
+    figures = measure_epoch(cfg, "cpu")
+    assert figures["views_s"] > 0 and figures["forward_backward_s"] > 0
+    expected = figures["views_s"] / 3 + figures["forward_backward_s"]
+    assert figures["epoch_s"] == pytest.approx(expected)
+    assert figures["epoch_clips"] > 0
 
 
 def test_a_measurement_that_fails_in_its_process_is_one_line_not_a_hang(

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from copy import deepcopy
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -282,7 +283,10 @@ def measure_inference(cfg: DictConfig, device_name: str) -> dict[str, Any]:
         result["recognizer_batch"] = recognizer.batch_size
         torch.set_num_threads(1)
         result.update(_latency(lambda clip: module(clip).argmax(dim=-1), windows, cfg))
-        result.update(_onnx_figures(module, windows, data, cfg))
+        # 8-bit exports are calibrated on clean training windows, as `sdc export --int8` is on
+        # a folder of recordings.
+        calibration = next(iter(datamodule.clean_windows("train")))[:200].numpy()
+        result.update(_onnx_figures(module, windows, data, cfg, calibration))
     return result
 
 
@@ -314,29 +318,52 @@ def _latency(
     return {"single_clip_p50_ms": statistics.median(samples), "single_clip_p90_ms": quantiles[8]}
 
 
-def _onnx_figures(module: Any, windows: torch.Tensor, data: torch.Tensor, cfg: DictConfig) -> dict:
-    """The same figures for the exported model under ONNX Runtime, when export is available."""
+def _onnx_figures(
+    module: Any, windows: torch.Tensor, data: torch.Tensor, cfg: DictConfig, calibration: Any
+) -> dict:
+    """The same figures for the exported model under ONNX Runtime, when export is available,
+    and for its faster exports (`sdc export --single-view`, `--int8`, both)."""
     try:
-        import onnxruntime
+        import onnxruntime  # noqa: F401
 
         from sdc.inference.export import export_onnx
-        from sdc.inference.recognizer import Recognizer
+        from sdc.inference.quantize import quantize_onnx
     except ImportError as err:
         return {"onnx": f"not measured ({err})"}
-    path = Path(cfg.paths.output_dir) / "bench_model.onnx"
-    export_onnx(module, path)
+    out_dir = Path(cfg.paths.output_dir)
+    exports = {"onnx": export_onnx(module, out_dir / "bench_model.onnx")}
+    if module.speed_views is not None:
+        single = deepcopy(module)
+        single.speed_views = None
+        exports["onnx_single_view"] = export_onnx(single, out_dir / "bench_single_view.onnx")
+    for name, path in list(exports.items()):
+        exports[f"{name}_int8"] = quantize_onnx(path, path.with_suffix(".int8.onnx"), calibration)
+    figures: dict[str, Any] = {}
+    for name, path in exports.items():
+        figures.update(_onnx_model_figures(name, path, windows, data, cfg))
+    return figures
+
+
+def _onnx_model_figures(
+    name: str, path: Path, windows: torch.Tensor, data: torch.Tensor, cfg: DictConfig
+) -> dict[str, Any]:
+    import onnxruntime
+
+    from sdc.inference.recognizer import Recognizer
+
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
+    input_name = session.get_inputs()[0].name
 
     def run(batch: torch.Tensor) -> Any:
-        return session.run(None, {name: batch.numpy()})[0].argmax(axis=-1)
+        return session.run(None, {input_name: batch.numpy()})[0].argmax(axis=-1)
 
-    out = {f"onnx_{k}": v for k, v in _latency(run, windows, cfg).items()}
+    out = {f"{name}_{k}": v for k, v in _latency(run, windows, cfg).items()}
+    # Recognizer's session uses every core, as `sdc predict` does.
     batched = _classify_in_batches(Recognizer.from_onnx(path), data, cfg.bench.inference_batch)
     batched()
-    out["onnx_batched_clips_per_s"] = len(data) / _best_of(cfg.bench.repeats, batched)
+    out[f"{name}_batched_clips_per_s"] = len(data) / _best_of(cfg.bench.repeats, batched)
     return out
 
 
