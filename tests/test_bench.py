@@ -50,29 +50,6 @@ def test_bench_writes_every_figure(make_cfg: Callable[..., DictConfig]) -> None:
     assert "| pipeline_clips_per_s |" in (out / "bench.md").read_text()
 
 
-def test_bench_times_reused_views_in_their_parts(
-    make_cfg: Callable[..., DictConfig], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from sdc.audio.embedding import SpeechEmbeddingFrontend
-    from speech_embedding_stand_in import stand_in
-
-    monkeypatch.setattr(
-        SpeechEmbeddingFrontend, "load_pretrained", lambda self: stand_in(self.embedding)
-    )
-    cfg = make_cfg(
-        "experiment=best",
-        "data.synthetic.voices=0",
-        "data.view_epochs=3",
-        "bench.repeats=1",
-        config_name="bench",
-    )
-    figures = measure_epoch(cfg, "cpu")
-    assert figures["views_s"] > 0 and figures["forward_backward_s"] > 0
-    expected = figures["views_s"] / 3 + figures["forward_backward_s"]
-    assert figures["epoch_s"] == pytest.approx(expected)
-    assert figures["epoch_clips"] > 0
-
-
 def test_a_measurement_that_fails_in_its_process_is_one_line_not_a_hang(
     make_cfg: Callable[..., DictConfig], tmp_path: Path
 ) -> None:

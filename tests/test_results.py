@@ -453,10 +453,3 @@ def test_trials_saved_before_the_redesign_are_todays_recipes(row: str, protocol:
         Path(__file__).parent / "data" / "saved_before_redesign" / f"{row}_{protocol}.yaml"
     )
     assert recipe(saved) == recipe(compose_trial(row, protocol, []))
-
-
-def test_a_screen_on_reused_views_is_not_the_rows_trial() -> None:
-    """`data.view_epochs` changes what is learned: a quick screen never stands in for a row."""
-    row = recipe(compose_trial("best", "loso", []))
-    assert recipe(compose_trial("best", "loso", ["data.view_epochs=1"])) == row
-    assert recipe(compose_trial("best", "loso", ["data.view_epochs=2"])) != row

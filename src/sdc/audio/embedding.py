@@ -120,42 +120,23 @@ class SpeechEmbeddingFrontend(nn.Module):
 
         `warp`: a VTLP factor per clip (training only), applied to the 16 kHz power spectrum.
         """
-        return self._embeddings(self.frozen(windows, warp))
-
-    def frozen(self, windows: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:
-        """Everything up to the embedding's first fine-tuned layer: what an augmented view of
-        a clip becomes before anything that learns, the same in every epoch."""
         embedding = self.embedding
         if self.pad:
             windows = nn.functional.pad(windows, (self.pad, self.pad))
         power = embedding.power(self.resample(windows))
         if warp is not None:
             power = warp_spectrum(power, warp)
-        return embedding.frozen_layers(embedding.log_mel(power))
-
-    def from_frozen(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Normalized embeddings (float32) from `frozen`'s output (kept in float16 or not).
-
-        Unlike `forward`, this runs under a caller's autocast: the fine-tuned convolutions work
-        on maps of learnt features, not on spectra, and mixed precision takes a third off
-        their training time on a CPU with bfloat16 support (`trainer.precision=bf16-mixed`).
-        """
-        return self._normalized(self._embeddings(hidden.to(self.mean.dtype)).float())
-
-    def _embeddings(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.embedding.learning_layers(hidden).transpose(1, 2).unsqueeze(1)
-
-    def _normalized(self, features: torch.Tensor) -> torch.Tensor:
-        if self.normalize == "global":
-            return (features - self.mean) / self.std
-        return features
+        return embedding.embed(embedding.log_mel(power)).transpose(1, 2).unsqueeze(1)
 
     def forward(self, windows: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:
         """Normalized embeddings (B, 1, 96, steps), always in float32 (see `MfccFrontend`)."""
         if torch.is_autocast_enabled(windows.device.type):
             with torch.autocast(windows.device.type, enabled=False):
                 return self.forward(windows.float(), warp)
-        return self._normalized(self.raw(windows, warp))
+        features = self.raw(windows, warp)
+        if self.normalize == "global":
+            return (features - self.mean) / self.std
+        return features
 
     @torch.no_grad()
     def load_pretrained(self) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from sdc.audio.embedding import SpeechEmbeddingConfig
 from sdc.config.fields import check
 from sdc.config.schemas import BY_TARGET, GROUPS
 from sdc.errors import SdcError
@@ -63,12 +62,4 @@ def validate(cfg: DictConfig) -> None:
         "trainer.max_epochs",
         isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1,
         "an integer >= 1",
-    )
-    views = OmegaConf.select(cfg, "data.view_epochs", default=1)
-    frozen = OmegaConf.select(cfg, "features._target_") == SpeechEmbeddingConfig._target_
-    _require(
-        cfg,
-        "data.view_epochs",
-        views == 1 or frozen,
-        "1 unless features have frozen layers to reuse (features=speech_embedding)",
     )

@@ -1,14 +1,13 @@
 """The FSDD `LightningDataModule`: find or download the data, split it, decode it once, and
-hand the model fixed-length waveform windows, augmented on the device for training only (or,
-with `view_epochs`, what the model's frozen layers made of them)."""
+hand the model fixed-length waveform windows, augmented on the device for training only."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import pytorch_lightning as pl
 import torch
@@ -55,37 +54,6 @@ class ClipDataset(Dataset):
         return self.waves[i], int(self.labels[i])
 
 
-class HeardViews(NamedTuple):
-    """A training batch with `view_epochs`: augmented windows as the model's frozen layers
-    heard them (float16 maps), and their labels."""
-
-    hidden: torch.Tensor
-    labels: torch.Tensor
-
-
-class HeardViewSet(Dataset):
-    """Training views made on first access by `make` (the datamodule's `heard_views`): the
-    trainer can count batches (a schedule's length) before the model lends its layers."""
-
-    def __init__(self, make: Callable[[], tuple[torch.Tensor, torch.Tensor]], length: int) -> None:
-        self.make = make
-        self.length = length
-        self.views: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.views is None:
-            self.views = self.make()
-        hidden, labels = self.views
-        return hidden[i], labels[i]
-
-
-def collate_views(items: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> HeardViews:
-    return HeardViews(torch.stack([h for h, _ in items]), torch.stack([y for _, y in items]))
-
-
 def collate_clips(items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
     """Pad a list of clips into one batch: the window is fitted later, on the device."""
     waves = [wave for wave, _ in items]
@@ -123,11 +91,6 @@ class DataConfig:
     extra_train: list[str] = field(default_factory=list)
     """Folders of more clips (any rate, speakers not FSDD's) for the training set only."""
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    view_epochs: int = option(1, above=0)
-    """Epochs each augmented view of a training clip serves. Above 1, every `view_epochs` epochs
-    the training clips are augmented afresh and put through the model's frozen layers (the
-    speech embedding below its fine-tuned top) once; the epochs between train on that output,
-    held in memory as float16 (about 170 KB a clip for `best`)."""
 
 
 def _structured(kind: type[T], values: Mapping[str, Any] | T | None) -> T:
@@ -161,7 +124,6 @@ class FSDDDataModule(pl.LightningDataModule):
         augment: Mapping[str, Any] | AugmentConfig | None = None,
         extra_train: Sequence[str | Path] = (),
         synthetic: Mapping[str, Any] | SyntheticConfig | None = None,
-        view_epochs: int = DataConfig.view_epochs,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser().absolute()
@@ -183,12 +145,6 @@ class FSDDDataModule(pl.LightningDataModule):
         self.augment = WaveformAugment(
             _structured(AugmentConfig, augment), sample_rate, self.window
         )
-        self.view_epochs = view_epochs
-        self.hear_frozen: Callable[[torch.Tensor], torch.Tensor] | None = None
-        """The model's frozen layers, set by the model when it starts fitting (`view_epochs`)."""
-        self.view_samples: tuple[torch.Tensor, torch.Tensor] | None = None
-        """The first few augmented windows (and labels) put through `hear_frozen` (for
-        TensorBoard's `TrainingSamples`)."""
         self.split: dict[str, list[Recording]] = {}
         self.datasets: dict[str, ClipDataset] = {}
 
@@ -291,8 +247,7 @@ class FSDDDataModule(pl.LightningDataModule):
             kept.append(rec)
         return ClipDataset(waves, labels), kept
 
-    def clip_loader(self, subset: str, shuffle: bool) -> DataLoader:
-        """Padded clip batches of a subset (`Batch`), before any window is made of them."""
+    def _loader(self, subset: str, shuffle: bool) -> DataLoader:
         if not self.datasets:
             raise RuntimeError("call setup() before asking for a loader")
         return DataLoader(
@@ -305,51 +260,18 @@ class FSDDDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Clips to augment batch by batch; with `view_epochs` above 1, freshly heard views
-        (the trainer asks again every `view_epochs` epochs)."""
-        if self.view_epochs == 1:
-            return self.clip_loader("train", shuffle=True)
-        views = HeardViewSet(self.heard_views, len(self.datasets["train"]))
-        return DataLoader(views, batch_size=self.batch_size, shuffle=True, collate_fn=collate_views)
-
-    @torch.no_grad()
-    def heard_views(self, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every training clip augmented once and put through `hear_frozen`, on `device` (the
-        trainer's by default): (float16 maps, labels)."""
-        if self.hear_frozen is None:
-            raise SdcError(
-                "data.view_epochs: the model has not set its frozen layers (hear_frozen); "
-                "views are made once fitting has started"
-            )
-        if device is None and self.trainer is not None:
-            device = self.trainer.strategy.root_device
-        hidden: torch.Tensor | None = None
-        labels = self.datasets["train"].labels.clone()
-        done = 0
-        for waves, lengths, _ in self.clip_loader("train", shuffle=False):
-            windows = self.augment(waves.to(device), lengths.to(device))
-            heard = self.hear_frozen(windows).to(torch.float16)
-            if hidden is None:
-                hidden = heard.new_empty((len(labels), *heard.shape[1:]))
-                self.view_samples = (windows[:4].float().cpu(), labels[:4])
-            hidden[done : done + len(heard)] = heard
-            done += len(heard)
-        assert hidden is not None  # setup() refuses an empty training set
-        return hidden, labels.to(hidden.device)
+        return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self.clip_loader("val", shuffle=False)
+        return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self.clip_loader("test", shuffle=False)
+        return self._loader("test", shuffle=False)
 
     def on_after_batch_transfer(
-        self, batch: Batch | HeardViews, dataloader_idx: int
-    ) -> tuple[torch.Tensor, torch.Tensor] | HeardViews:
-        """Turn a padded batch into (windows, labels) on the device: augmented when training.
-        Heard views pass as they are."""
-        if isinstance(batch, HeardViews):
-            return batch
+        self, batch: Batch, dataloader_idx: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Turn a padded batch into (windows, labels) on the device: augmented when training."""
         waves, lengths, labels = batch
         training = self.trainer is not None and self.trainer.training
         if training:
@@ -358,5 +280,5 @@ class FSDDDataModule(pl.LightningDataModule):
 
     def clean_windows(self, subset: str = "train") -> Iterator[torch.Tensor]:
         """Unaugmented, centred windows of a subset, e.g. to fit feature statistics."""
-        for waves, lengths, _ in self.clip_loader(subset, shuffle=False):
+        for waves, lengths, _ in self._loader(subset, shuffle=False):
             yield fit_to_window(waves, lengths, self.window)

@@ -82,9 +82,7 @@ def _setup(cfg: DictConfig, device: torch.device) -> tuple[Any, Any, list[tuple]
     datamodule.setup("fit")
     module = build_module(cfg).to(device)
     module.fit_frontends(datamodule)
-    batches = [
-        tuple(t.to(device) for t in batch) for batch in datamodule.clip_loader("train", True)
-    ]
+    batches = [tuple(t.to(device) for t in batch) for batch in datamodule.train_dataloader()]
     return datamodule, module, batches
 
 
@@ -192,8 +190,6 @@ def measure_epoch(cfg: DictConfig, device_name: str) -> dict[str, Any]:
                 totals["features_s"] += t2 - t1
                 totals["forward_backward_s"] += t3 - t2
 
-    if cfg.data.view_epochs > 1:
-        return _measure_view_epochs(datamodule, module, optimizer, cfg, device)
     epoch(record=False)
     best: dict[str, Any] = {}
     for _ in range(cfg.bench.repeats):
@@ -205,42 +201,6 @@ def measure_epoch(cfg: DictConfig, device_name: str) -> dict[str, Any]:
         if not best or totals["epoch_s"] < best["epoch_s"]:
             best = dict(totals)
     best["epoch_clips"] = sum(len(b[2]) for b in batches)
-    return best
-
-
-def _measure_view_epochs(
-    datamodule: Any, module: Any, optimizer: Any, cfg: DictConfig, device: torch.device
-) -> dict[str, Any]:
-    """`measure_epoch` when views are reused (`data.view_epochs`): making the views (augment
-    and frozen layers, once per `view_epochs` epochs) and one epoch on them, timed apart; the
-    epoch figure is their mean over a cycle."""
-    datamodule.hear_frozen = module.frozen_views
-    amp = _autocast(cfg, device)
-    best: dict[str, Any] = {}
-    for repeat in range(cfg.bench.repeats + 1):  # the first is the warm-up
-        start = time.perf_counter()
-        hidden, labels = datamodule.heard_views(device)
-        _sync(device)
-        views_s = time.perf_counter() - start
-        order = torch.randperm(len(labels), device=labels.device)
-        start = time.perf_counter()
-        for batch in order.split(datamodule.batch_size):
-            with amp:
-                features = [module.members[0].features_from_frozen(hidden[batch])]
-                loss = module.training_loss(module.member_logits(features), labels[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        _sync(device)
-        train_s = time.perf_counter() - start
-        figures = {
-            "views_s": views_s,
-            "forward_backward_s": train_s,
-            "epoch_s": views_s / cfg.data.view_epochs + train_s,
-        }
-        if repeat and (not best or figures["epoch_s"] < best["epoch_s"]):
-            best = figures
-    best["epoch_clips"] = len(labels)
     return best
 
 

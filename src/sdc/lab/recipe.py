@@ -73,9 +73,6 @@ def _data_recipe(data: dict[str, Any]) -> dict[str, Any]:
     if not kept.get("edge_fade_seconds"):
         # No fade is how every trial saved before the option existed was windowed.
         kept.pop("edge_fade_seconds", None)
-    if kept.get("view_epochs", 1) == 1:
-        # A fresh view every epoch is how every trial saved before the option was trained.
-        kept.pop("view_epochs", None)
     synthetic = kept.pop("synthetic", None)
     if isinstance(synthetic, dict) and synthetic.get("voices"):
         kept["synthetic"] = {k: v for k, v in synthetic.items() if k != "root"}

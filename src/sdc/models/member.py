@@ -15,7 +15,6 @@ from hydra.utils import instantiate
 from torch import nn
 
 from sdc.audio.spec_augment import SpecAugmentConfig, spec_augment
-from sdc.errors import SdcError
 from sdc.models.batchnorm_folding import fuse_conv_bn
 
 
@@ -52,23 +51,6 @@ class Member(nn.Module):
         each clip's spectrum (`warp`, a factor per clip) inside the front end, then
         SpecAugment's masks on its output."""
         features = self.frontend(windows, warp=warp)
-        if self.spec_augment.p > 0:
-            features = spec_augment(features, self.spec_augment)
-        return features.contiguous(memory_format=self.memory_format)
-
-    def frozen(self, windows: torch.Tensor, warp: torch.Tensor | None) -> torch.Tensor:
-        """The front end's frozen layers on windows (`data.view_epochs`): those of a front end
-        with some (`features=speech_embedding`), an error for any other."""
-        if not hasattr(self.frontend, "frozen"):
-            raise SdcError(
-                "data.view_epochs: expected features with frozen layers to reuse "
-                f"(features=speech_embedding), got {type(self.frontend).__name__}"
-            )
-        return self.frontend.frozen(windows, warp)
-
-    def features_from_frozen(self, hidden: torch.Tensor) -> torch.Tensor:
-        """`training_features` from the output of `frozen` (the warp was applied there)."""
-        features = self.frontend.from_frozen(hidden)
         if self.spec_augment.p > 0:
             features = spec_augment(features, self.spec_augment)
         return features.contiguous(memory_format=self.memory_format)

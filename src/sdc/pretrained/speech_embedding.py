@@ -93,8 +93,6 @@ class SpeechEmbedding(nn.Module):
         # on one thread of the 2-core VM, while two trainings shared its cores).
         self.network = _network().to(memory_format=torch.channels_last)
         self.requires_grad_(False)
-        self.first_learning = len(self.network)
-        """Index in `network` of the first layer that learns (`unfreeze_last`); all frozen."""
 
     @staticmethod
     def steps(samples: int) -> int:
@@ -118,16 +116,8 @@ class SpeechEmbedding(nn.Module):
 
     def embed(self, log_mel: torch.Tensor) -> torch.Tensor:
         """(B, 1, frames, 32) -> (B, steps, 96)."""
-        return self.learning_layers(self.frozen_layers(log_mel))
-
-    def frozen_layers(self, log_mel: torch.Tensor) -> torch.Tensor:
-        """The network up to its first learning layer: (B, 1, frames, 32) -> hidden maps."""
         image = log_mel.contiguous(memory_format=torch.channels_last)
-        return self.network[: self.first_learning](image)
-
-    def learning_layers(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The rest of the network, from `frozen_layers`' output: -> (B, steps, 96)."""
-        return self.network[self.first_learning :](hidden).squeeze(-1).transpose(1, 2)
+        return self.network(image).squeeze(-1).transpose(1, 2)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         return self.embed(self.log_mel(self.power(waves)))
@@ -150,10 +140,6 @@ class SpeechEmbedding(nn.Module):
             raise ValueError(f"count must be in [0, {len(convs)}], got {count}")
         for conv in convs[len(convs) - count :]:
             conv.requires_grad_(True)
-        learning = [
-            i for i, m in enumerate(self.network) if any(p.requires_grad for p in m.parameters())
-        ]
-        self.first_learning = learning[0] if learning else len(self.network)
 
     @torch.no_grad()
     def load_pinned(self, weights_dir: str | Path) -> None:

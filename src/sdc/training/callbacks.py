@@ -17,8 +17,6 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from sdc.data.datamodule import HeardViews
-
 log = logging.getLogger(__name__)
 
 
@@ -65,8 +63,6 @@ class TrainingSamples(Callback):
             return
         if not isinstance(trainer.logger, TensorBoardLogger) or self.clips < 1:
             return
-        if isinstance(batch, HeardViews):  # reused views: the windows they were made from
-            batch = trainer.datamodule.view_samples
         windows, labels = batch[0][: self.clips], batch[1][: self.clips]
         frontend = pl_module.frontend
         was_training = frontend.training

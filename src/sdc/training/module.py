@@ -22,7 +22,6 @@ from torchmetrics.classification import MulticlassAccuracy
 from sdc import LABELS
 from sdc.audio.speed_views import SpeedViews
 from sdc.audio.vtlp import VtlpConfig, draw_factors
-from sdc.data.datamodule import HeardViews
 from sdc.errors import SdcError
 from sdc.models.member import Member
 
@@ -174,30 +173,14 @@ class DigitClassifier(pl.LightningModule):
                 member.frontend.fit(w.to(self.device) for w in datamodule.clean_windows("train"))
 
     def on_fit_start(self) -> None:
-        """Fit the front ends' feature statistics on clean training windows, once per model,
-        and lend the datamodule the frozen layers when it reuses views (`data.view_epochs`)."""
-        datamodule = self.trainer.datamodule
-        self.fit_frontends(datamodule)
-        if getattr(datamodule, "view_epochs", 1) > 1:
-            datamodule.hear_frozen = self.frozen_views
-
-    def frozen_views(self, windows: torch.Tensor) -> torch.Tensor:
-        """Augmented windows through the (one) member's frozen layers, with a VTLP warp drawn
-        per clip as `training_features` draws it."""
-        if len(self.members) > 1:
-            raise SdcError("data.view_epochs: expected a model of one member, not an ensemble")
-        warp = draw_factors(len(windows), self.vtlp, self.device)
-        return self.members[0].frozen(windows, warp)
+        """Fit the front ends' feature statistics on clean training windows, once per model."""
+        self.fit_frontends(self.trainer.datamodule)
 
     def training_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor] | HeardViews, batch_idx: int
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
-        if isinstance(batch, HeardViews):
-            labels = batch.labels
-            logits = self.member_logits([self.members[0].features_from_frozen(batch.hidden)])
-        else:
-            windows, labels = batch
-            logits = self.training_logits(windows)
+        windows, labels = batch
+        logits = self.training_logits(windows)
         loss = self.training_loss(logits, labels)
         self.train_acc(average_probabilities(logits, self.weights), labels)
         # Losses are plain tensors: `sync_dist` averages them over DDP ranks (metrics sync

@@ -122,12 +122,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # Lightning refuses a learning-rate monitor without a logger; with `~logger` there is
         # nothing to monitor into, so it is left out instead of failing the run.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    # Fresh views every `data.view_epochs` epochs: the trainer asks the datamodule again (0:
-    # never, as without reused views, whose loader keeps one shuffling sampler for the run).
-    views = {
-        "reload_dataloaders_every_n_epochs": cfg.data.view_epochs if cfg.data.view_epochs > 1 else 0
-    }
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **views)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     _check_not_relaunched_in_sweep(trainer)
     if cfg.seed is not None and trainer.world_size > 1:
         # Each rank its own augmentation and dropout draws (the same seed everywhere would give
