@@ -149,7 +149,7 @@ def _export_int8(float_path: Path, calibration: Path) -> None:
     from sdc.inference.quantize import agreement, calibration_windows, quantize_onnx
 
     float_model = Recognizer.from_onnx(float_path)
-    windows = calibration_windows(calibration, float_model.window, float_model.sample_rate)
+    windows = calibration_windows(calibration, float_model)
     path = quantize_onnx(float_path, float_path.with_suffix(".int8.onnx"), windows)
     same = agreement(float_model, Recognizer.from_onnx(path), windows)
     print(f"wrote {path} (the same digit as the float model on {same:.1%} of {len(windows)} clips)")

@@ -16,29 +16,31 @@ from pathlib import Path
 
 import numpy as np
 
-from sdc.audio.centre import centre_recording
-from sdc.audio.decode import read_at
 from sdc.errors import SdcError
+from sdc.inference.predict import AUDIO_SUFFIXES
 from sdc.inference.recognizer import Recognizer
 
 CALIBRATION_CLIPS = 200
 """Recordings the activation ranges are taken from (evenly spaced over the folder's files)."""
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 FLOAT_INPUTS = ("resample", "stft")
 """Convolutions left in float, by the name of their weight: resampling and the STFT."""
 
 
-def calibration_windows(folder: Path, window: int, sample_rate: int) -> np.ndarray:
-    """Up to CALIBRATION_CLIPS recordings from `folder` (searched recursively), each centred
-    in the model's window: (N, window) float32."""
+def calibration_windows(folder: Path, recognizer: Recognizer) -> np.ndarray:
+    """Up to CALIBRATION_CLIPS recordings from `folder` (searched recursively), each placed in
+    the model's window by `recognizer` as `sdc predict` places it: (N, window) float32.
+    Recordings with no speech in them are left out."""
     if not folder.is_dir():
         raise SdcError(f"--int8: {folder} is not a folder of recordings")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
         raise SdcError(f"--int8: no .wav, .flac or .ogg recordings in {folder}")
     step = max(1, len(files) // CALIBRATION_CLIPS)
-    chosen = files[::step][:CALIBRATION_CLIPS]
-    return np.stack([centre_recording(read_at(f, sample_rate), window) for f in chosen])
+    placed = [recognizer.clip_window(recognizer.read(f)) for f in files[::step][:CALIBRATION_CLIPS]]
+    windows = [p[0] for p in placed if p is not None]
+    if not windows:
+        raise SdcError(f"--int8: no speech found in the recordings in {folder}")
+    return np.stack(windows)
 
 
 def quantize_onnx(source: Path, target: Path, windows: np.ndarray) -> Path:

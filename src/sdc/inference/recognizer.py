@@ -232,7 +232,7 @@ class Recognizer:
     def _no_speech(self, length: int) -> Prediction:
         return Prediction(None, 0.0, [], speech=False, end=length / self.sample_rate)
 
-    def _clip_window(self, wave: np.ndarray) -> tuple[np.ndarray, int, int] | None:
+    def clip_window(self, wave: np.ndarray) -> tuple[np.ndarray, int, int] | None:
         """The window to classify a one-digit recording by, or None when it holds no speech.
 
         A clip that fits the window is centred whole, as in training and evaluation; speech is
@@ -263,7 +263,7 @@ class Recognizer:
 
     def predict_waves(self, waves: Sequence[np.ndarray]) -> list[Prediction]:
         """One answer per one-digit recording at the model's sample rate, classified in batches."""
-        placed = [self._clip_window(np.asarray(w, dtype=np.float32)) for w in waves]
+        placed = [self.clip_window(np.asarray(w, dtype=np.float32)) for w in waves]
         found = [p for p in placed if p is not None]
         probs = iter(self.classify(np.stack([w for w, _, _ in found])) if found else [])
         return [
