@@ -24,6 +24,7 @@ from sdc.audio.speed_views import SpeedViews
 from sdc.audio.vtlp import VtlpConfig, draw_factors
 from sdc.errors import SdcError
 from sdc.models.member import Member
+from sdc.training.distill import Distillation
 
 LEGACY_PREFIXES = ("frontend.", "net.")
 """State-dict keys of checkpoints saved before ensembles: their one member's, unprefixed."""
@@ -109,6 +110,8 @@ class DigitClassifier(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes=n, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=n, average="micro")
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.distillation: Distillation | None = None
+        """A teacher to learn from as well as the labels (`sdc.training.distill`); training only."""
 
     @property
     def frontend(self) -> nn.Module:
@@ -181,7 +184,10 @@ class DigitClassifier(pl.LightningModule):
     ) -> torch.Tensor:
         windows, labels = batch
         logits = self.training_logits(windows)
-        loss = self.training_loss(logits, labels)
+        if self.distillation is None:
+            loss = self.training_loss(logits, labels)
+        else:
+            loss = self.distillation.loss(logits, windows, labels)
         self.train_acc(average_probabilities(logits, self.weights), labels)
         # Losses are plain tensors: `sync_dist` averages them over DDP ranks (metrics sync
         # themselves); it does nothing in a single process.
