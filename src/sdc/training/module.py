@@ -168,6 +168,15 @@ class DigitClassifier(pl.LightningModule):
         """The members' mean cross-entropy: each learns as if alone, none leans on another."""
         return torch.stack([F.cross_entropy(m, labels) for m in logits]).mean()
 
+    def batch_loss(
+        self, logits: Sequence[torch.Tensor], windows: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """A training batch's loss: `training_loss`, or with a teacher attached its soft labels
+        on the same windows mixed in."""
+        if self.distillation is None:
+            return self.training_loss(logits, labels)
+        return self.distillation.loss(list(logits), windows, labels)
+
     def fit_frontends(self, datamodule: Any) -> None:
         """Fit the feature statistics of every front end not yet fitted, on the datamodule's
         clean training windows."""
@@ -184,10 +193,7 @@ class DigitClassifier(pl.LightningModule):
     ) -> torch.Tensor:
         windows, labels = batch
         logits = self.training_logits(windows)
-        if self.distillation is None:
-            loss = self.training_loss(logits, labels)
-        else:
-            loss = self.distillation.loss(logits, windows, labels)
+        loss = self.batch_loss(logits, windows, labels)
         self.train_acc(average_probabilities(logits, self.weights), labels)
         # Losses are plain tensors: `sync_dist` averages them over DDP ranks (metrics sync
         # themselves); it does nothing in a single process.
