@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from sdc.errors import SdcError
 from sdc.inference.recognizer import Prediction, Transcript, load_transcriber
 from sdc.inference.stream import listen
 from sdc.strings.config import StringsConfig
+from sdc.strings.cut_at_pauses import SUFFIX, models_by_held_out_speaker
 from sdc.strings.reader import (
     FRAME_SECONDS,
     MAX_DIGIT_SECONDS,
@@ -27,8 +29,9 @@ from sdc.strings.reader import (
     greedy_read,
 )
 from sdc.strings.recognizer import StringListener, StringRecognizer
+from sdc.strings.scoring import edit_distance
 from sdc.strings.synthesis import SynthesisConfig, join, training_strings, trim_to_speech
-from sdc.strings.train import CONDITIONS, ISOLATED, SPOKEN, edit_distance, run
+from sdc.strings.train import CONDITIONS, ISOLATED, SPOKEN, run
 from speech_embedding_stand_in import stand_in
 
 RATE = SAMPLE_RATE
@@ -129,10 +132,20 @@ def strings_config(root: Path, *overrides: str) -> StringsConfig:
     return OmegaConf.to_object(cfg.strings)
 
 
+def held_out_run(checkpoint: Path, folder: Path, tested: list[str]) -> Path:
+    """A copy of `checkpoint` in a run folder whose split.csv says it was tested on `tested`."""
+    (folder / "checkpoints").mkdir(parents=True)
+    shutil.copy(checkpoint, folder / "checkpoints" / "best.ckpt")
+    rows = [f"{d}_{s}_0.wav,{d},{s},0,test" for s in tested for d in range(10)]
+    (folder / "split.csv").write_text("file,digit,speaker,index,subset\n" + "\n".join(rows))
+    return folder / "checkpoints" / "best.ckpt"
+
+
 @pytest.mark.slow
 def test_sdc_strings_tests_its_folds_and_saves_a_model_transcribe_reads(
-    tiny_fsdd: Path, tmp_path: Path, stand_in_weights: None
+    tiny_fsdd: Path, tmp_path: Path, stand_in_weights: None, tiny_checkpoint: Path
 ) -> None:
+    segmenter = held_out_run(tiny_checkpoint, tmp_path / "carol_out", ["carol"])
     cfg = strings_config(
         tiny_fsdd,
         "strings.strings_per_speaker=150",
@@ -141,10 +154,13 @@ def test_sdc_strings_tests_its_folds_and_saves_a_model_transcribe_reads(
         "strings.synthesis.max_digits=4",
         "strings.folds=[carol]",
         "strings.spoken_strings=40",
+        f"strings.segmenters=[{segmenter}]",
     )
     payload = run(cfg, tmp_path)
     fold = payload["folds"]["carol"]
-    assert set(fold) == {*CONDITIONS, ISOLATED, *SPOKEN}
+    assert set(fold) == {*CONDITIONS, ISOLATED, *SPOKEN, *(c + SUFFIX for c in CONDITIONS)}
+    # Cutting at pauses hears digits said without one as fewer digits than were said.
+    assert fold["10 digits, no pause" + SUFFIX]["digit_error_rate"] > 0.3
     assert fold["... 10 digits"]["n"] == 20
     assert fold[ISOLATED]["n"] == 60 and fold["4 digits, no pause"]["n"] == 20
     for scores in fold.values():
@@ -154,6 +170,7 @@ def test_sdc_strings_tests_its_folds_and_saves_a_model_transcribe_reads(
     table = (tmp_path / "strings.md").read_text()
     assert "| 10 digits, no pause |" in table and "(carol)" in table
     assert "| espeak-ng, unheard voices, 4 digits |" in table
+    assert "| 4 digits, 0.1-0.3 s pauses, cut at pauses |" in table
     assert json.loads((tmp_path / "strings.json").read_text())["folds"] == payload["folds"]
 
     model = tmp_path / "model.ckpt"
@@ -180,6 +197,24 @@ def test_sdc_strings_tests_its_folds_and_saves_a_model_transcribe_reads(
     )
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "a digit-string reader" in result.stderr
+
+
+def test_segmenters_must_each_hold_out_one_fold_speaker(
+    tiny_fsdd: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    two = held_out_run(tiny_checkpoint, tmp_path / "two", ["carol", "bob"])
+    with pytest.raises(SdcError, match=r"strings\.segmenters: .* tested on \['bob', 'carol'\]"):
+        models_by_held_out_speaker([str(two)])
+    with pytest.raises(SdcError, match=r"strings\.segmenters: expected a run's checkpoint"):
+        models_by_held_out_speaker([str(tmp_path / "nothing.ckpt")])
+    carol = held_out_run(tiny_checkpoint, tmp_path / "carol", ["carol"])
+    again = held_out_run(tiny_checkpoint, tmp_path / "again", ["carol"])
+    assert models_by_held_out_speaker([str(carol)]) == {"carol": carol}
+    with pytest.raises(SdcError, match="two models hold out carol"):
+        models_by_held_out_speaker([str(carol), str(again)])
+    cfg = strings_config(tiny_fsdd, "strings.folds=[bob]", f"strings.segmenters=[{carol}]")
+    with pytest.raises(SdcError, match="holds out carol, which is not a fold"):
+        run(cfg, tmp_path / "run")
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,9 @@ class StringsConfig:
     weights_dir: str = MISSING
     folds: list[str] | None = None
     """Speakers to hold out, one fold each (null: every speaker; []: no folds)."""
+    segmenters: list[str] | None = None
+    """Isolated-digit checkpoints, each from a run that held one fold's speaker out: that fold
+    also reads its test strings as `sdc transcribe` does with it (cut at pauses), to compare."""
     final: bool = True
     """Also train on every speaker and save `model.ckpt`."""
     strings_per_speaker: int = option(1000, above=0)

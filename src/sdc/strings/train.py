@@ -3,7 +3,8 @@
 For each fold (`strings.folds`, default every speaker) a reader is trained on the other
 speakers' strings (and on phrases by espeak-ng voices) and tested on the held-out speaker's:
 strings of 4 and of 10 digits said with no pause, with 0.1-0.3 s pauses, and at 10 dB SNR, the
-speaker's isolated digits, and phrases by espeak-ng voices of variants never trained on. Then
+speaker's isolated digits, and phrases by espeak-ng voices of variants never trained on (and,
+given `strings.segmenters`, the same strings cut at pauses as `sdc transcribe` cuts them). Then
 (`strings.final`) one reader is trained on every speaker and saved as `model.ckpt`, which
 `sdc transcribe` reads. The run folder gets `strings.md` and `strings.json` (whole-string
 accuracy and digit error rate per condition and fold) and TensorBoard's loss curves.
@@ -43,8 +44,10 @@ from sdc.data.fsdd import find_recordings_dir, index_recordings
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.strings.config import StringsConfig
+from sdc.strings.cut_at_pauses import SUFFIX, models_by_held_out_speaker, score_cut_at_pauses
 from sdc.strings.reader import DigitStringReader, greedy_read
 from sdc.strings.recognizer import KIND
+from sdc.strings.scoring import string_scores
 from sdc.strings.spoken import spoken_strings
 from sdc.strings.synthesis import SynthesisConfig, synthesize, training_strings, trim_to_speech
 from sdc.training.run_folder import refused_runs_leave_nothing
@@ -198,34 +201,16 @@ def fit(
     network.eval()
 
 
-def edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
-    row = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        diagonal, row[0] = row[0], i
-        for j in range(1, len(b) + 1):
-            diagonal, row[j] = (
-                row[j],
-                min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])),
-            )
-    return row[len(b)]
-
-
 @torch.no_grad()
 def score(reader: DigitStringReader, frames: Frames, labels: Labels) -> dict[str, float]:
     """Whole-string accuracy, and digit error rate (edit distance over the digits said)."""
-    right = errors = said = 0
+    pairs = []
     for x, lengths, _, _, ids in _batches(frames, labels, 64, None):
         log_probs = reader(x)
         for row, i in enumerate(ids):
             heard = [d.label for d in greedy_read(log_probs[row, : lengths[row]], reader, math.inf)]
-            right += heard == labels[i]
-            errors += edit_distance(heard, labels[i])
-            said += len(labels[i])
-    return {
-        "string_accuracy": right / len(frames),
-        "digit_error_rate": errors / said,
-        "n": len(frames),
-    }
+            pairs.append((heard, labels[i]))
+    return string_scores(pairs)
 
 
 def new_reader(cfg: StringsConfig) -> DigitStringReader:
@@ -252,7 +237,10 @@ def save_reader(reader: DigitStringReader, cfg: StringsConfig, path: Path) -> No
 
 
 def markdown(table: dict[str, dict[str, dict[str, float]]], folds: list[str]) -> str:
-    names = [*CONDITIONS, ISOLATED, *(n for n in SPOKEN if n in table[folds[0]])]
+    """One row per condition; a fold without it (no segmenter given for it) reads n/a, and the
+    mean and worst are over the folds that have it."""
+    order = [*CONDITIONS, ISOLATED, *SPOKEN, *(c + SUFFIX for c in CONDITIONS)]
+    names = [n for n in order if any(n in table[f] for f in folds)]
     head = ["condition", "mean", "worst", *folds]
     lines = [
         "Whole-string accuracy (%) / digit error rate (%), speakers held out of training:",
@@ -261,15 +249,22 @@ def markdown(table: dict[str, dict[str, dict[str, float]]], folds: list[str]) ->
         "|" + "---|" * len(head),
     ]
     for name in names:
-        cells = [table[f][name] for f in folds]
-        acc = [c["string_accuracy"] for c in cells]
-        der = [c["digit_error_rate"] for c in cells]
+        have = [f for f in folds if name in table[f]]
+        acc = [table[f][name]["string_accuracy"] for f in have]
+        der = [table[f][name]["digit_error_rate"] for f in have]
         worst = int(np.argmin(acc))
+        cells = {f: table[f][name] for f in have}
         row = [
             name,
             f"{100 * statistics.fmean(acc):.1f} / {100 * statistics.fmean(der):.2f}",
-            f"{100 * acc[worst]:.1f} ({folds[worst]})",
-            *(f"{100 * a:.1f} / {100 * d:.2f}" for a, d in zip(acc, der, strict=True)),
+            f"{100 * acc[worst]:.1f} ({have[worst]})",
+            *(
+                f"{100 * cells[f]['string_accuracy']:.1f} / "
+                f"{100 * cells[f]['digit_error_rate']:.2f}"
+                if f in cells
+                else "n/a"
+                for f in folds
+            ),
         ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
@@ -288,6 +283,10 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
     unknown = sorted(set(folds) - set(speakers))
     if unknown:
         raise SdcError(f"strings.folds: no speaker(s) {unknown} in {cfg.root}; it has {speakers}")
+    segmenters = models_by_held_out_speaker(cfg.segmenters or [])
+    strays = sorted(set(segmenters) - set(folds))
+    if strays:
+        raise SdcError(f"strings.segmenters: a model holds out {strays[0]}, which is not a fold")
     reader = new_reader(cfg)
     train = {}
     for k, speaker in enumerate(speakers):
@@ -329,6 +328,9 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
         }
         for name, (frames, digits) in spoken_tests.items():
             table[held][name] = score(fold_reader, frames, digits)
+        if held in segmenters:
+            strings = {name: sets[name] for name in CONDITIONS}
+            table[held].update(score_cut_at_pauses(segmenters[held], strings))
         log.info("held out %s: %s", held, json.dumps(table[held]))
     payload: dict[str, Any] = {
         "folds": table,
