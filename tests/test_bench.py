@@ -102,21 +102,3 @@ def test_bench_devices_default_to_the_cpu_and_any_gpu(make_cfg: Callable[..., Di
 def test_bench_says_when_the_gpu_asked_for_is_missing(make_cfg: Callable[..., DictConfig]) -> None:
     with pytest.raises(SdcError, match="cuda was asked for, but torch sees no GPU"):
         bench_devices(make_cfg("bench.devices=[cuda]", config_name="bench"))
-
-
-def test_a_distilled_recipes_epoch_includes_its_teacher(
-    make_cfg: Callable[..., DictConfig], tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from sdc.training.module import DigitClassifier
-
-    heard = []
-    hear = DigitClassifier.hear
-    monkeypatch.setattr(
-        DigitClassifier, "hear", lambda self, w: heard.append(len(w)) or hear(self, w)
-    )
-    cfg = make_cfg(
-        "distill.weight=0.9", f"distill.teacher={tiny_checkpoint}", "bench.repeats=1",
-        "data.batch_size=60", config_name="bench",
-    )  # fmt: skip
-    figures = measure_epoch(cfg, "cpu")
-    assert sum(heard) == 2 * figures["epoch_clips"], "the teacher heard each clip, each epoch"

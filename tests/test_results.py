@@ -453,11 +453,3 @@ def test_trials_saved_before_the_redesign_are_todays_recipes(row: str, protocol:
         Path(__file__).parent / "data" / "saved_before_redesign" / f"{row}_{protocol}.yaml"
     )
     assert recipe(saved) == recipe(compose_trial(row, protocol, []))
-
-
-def test_distillation_off_matches_a_recipe_saved_before_it_existed() -> None:
-    old = OmegaConf.create({"seed": 1, "data": {"split": "random"}, "trainer": {"max_epochs": 3}})
-    off = {"distill": {"weight": 0.0, "teacher": None, "temperature": 4.0}}
-    assert recipe(OmegaConf.merge(old, off)) == recipe(old)
-    on = {"distill": {"weight": 0.9, "teacher": "a.ckpt", "temperature": 4.0}}
-    assert recipe(OmegaConf.merge(old, on)) != recipe(old), "learned from a teacher"

@@ -1,8 +1,8 @@
 """The structured-config schemas: each group's dataclass, defined beside the code it configures.
 
 The YAML files list these first in their defaults (`base_data`, `base_mfcc`,
-`base_speech_embedding`, `base_cnn`, `base_embedding_head`, and the `default` of `spec_augment`,
-`vtlp` and `distill`), so Hydra rejects a
+`base_speech_embedding`, `base_cnn`, `base_embedding_head`, and the `default` of `spec_augment`
+and `vtlp`), so Hydra rejects a
 misspelt key (`data.batchsize=10`) or a wrong type (`data.batch_size=ten`) while composing, and
 `sdc.config.validate` reads each field's range.
 """
@@ -22,7 +22,6 @@ from sdc.data.datamodule import DataConfig
 from sdc.models.cnn import CnnConfig
 from sdc.models.embedding_head import EmbeddingHeadConfig
 from sdc.strings.config import StringsConfig
-from sdc.training.distill import DistillConfig
 
 
 @dataclass
@@ -49,7 +48,6 @@ GROUPS = {
     "model": CnnConfig,
     "spec_augment": SpecAugmentConfig,
     "vtlp": VtlpConfig,
-    "distill": DistillConfig,
     "bench": BenchConfig,
 }
 """The schema each group's config is checked against, unless its `_target_` names another."""
@@ -71,6 +69,5 @@ def register() -> None:
     store.store(group="model", name="base_embedding_head", node=EmbeddingHeadConfig)
     store.store(group="spec_augment", name="default", node=SpecAugmentConfig)
     store.store(group="vtlp", name="default", node=VtlpConfig)
-    store.store(group="distill", name="default", node=DistillConfig)
     store.store(group="bench", name="default", node=BenchConfig)
     store.store(group="strings", name="default", node=StringsConfig)

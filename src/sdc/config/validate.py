@@ -56,14 +56,6 @@ def validate(cfg: DictConfig) -> None:
         or (OmegaConf.is_list(speeds) and all(_number(v) and 0.5 <= v <= 2.0 for v in speeds)),
         "null or a list of speeds, each in [0.5, 2] (1: as recorded)",
     )
-    distilled, teacher = cfg.distill.weight > 0, cfg.distill.teacher is not None
-    _require(
-        cfg,
-        "distill.teacher",
-        teacher == distilled,
-        "the checkpoint of a trained model to learn from when distill.weight > 0 (e.g. "
-        "distill.teacher=outputs/runs/DAY/TIME_best/checkpoints/NAME.ckpt), and null when it is 0",
-    )
     epochs = cfg.trainer.max_epochs
     _require(
         cfg,

@@ -73,7 +73,6 @@ def _autocast(cfg: DictConfig, device: torch.device) -> torch.autocast:
 
 def _setup(cfg: DictConfig, device: torch.device) -> tuple[Any, Any, list[tuple]]:
     """The data module, a fresh model with fitted feature statistics, and the training batches."""
-    from sdc.training.distill import load_teacher
     from sdc.training.train import build_module
 
     torch.manual_seed(cfg.seed)
@@ -82,11 +81,6 @@ def _setup(cfg: DictConfig, device: torch.device) -> tuple[Any, Any, list[tuple]
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg).to(device)
-    if cfg.distill.weight > 0:
-        # The teacher's forward pass is part of a distilled recipe's training step.
-        module.distillation = load_teacher(
-            OmegaConf.to_object(cfg.distill), module.sample_rate, module.window, []
-        )
     module.fit_frontends(datamodule)
     batches = [tuple(t.to(device) for t in batch) for batch in datamodule.train_dataloader()]
     return datamodule, module, batches
@@ -185,7 +179,7 @@ def measure_epoch(cfg: DictConfig, device_name: str) -> dict[str, Any]:
             _sync(device)
             t2 = time.perf_counter()
             with amp:
-                loss = module.batch_loss(module.member_logits(features), windows, labels)
+                loss = module.training_loss(module.member_logits(features), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

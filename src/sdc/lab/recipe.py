@@ -32,7 +32,6 @@ RECIPE_KEYS = (
     "spec_augment",
     "vtlp",
     "experts",
-    "distill",
     *RETIRED,
 )
 """What a trial's weights depend on; `trainer.max_epochs` and `trainer.precision` too. Not
@@ -91,9 +90,6 @@ def recipe(config: DictConfig) -> dict[str, Any]:
             # Off (0, no extra members, the mean rule, a rule with nothing to combine) is how
             # today's recipes train.
             del picked[option]
-    if not (picked.get("distill") or {}).get("weight"):
-        # No teacher: labels only, as every trial saved before distillation learned.
-        picked.pop("distill", None)
     members = [picked["features"], *(e.get("features") for e in picked.get("experts", {}).values())]
     for features in members:
         if isinstance(features, dict):

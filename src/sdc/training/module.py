@@ -24,7 +24,6 @@ from sdc.audio.speed_views import SpeedViews
 from sdc.audio.vtlp import VtlpConfig, draw_factors
 from sdc.errors import SdcError
 from sdc.models.member import Member
-from sdc.training.distill import Distillation
 
 LEGACY_PREFIXES = ("frontend.", "net.")
 """State-dict keys of checkpoints saved before ensembles: their one member's, unprefixed."""
@@ -110,8 +109,6 @@ class DigitClassifier(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes=n, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=n, average="micro")
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.distillation: Distillation | None = None
-        """A teacher to learn from as well as the labels (`sdc.training.distill`); training only."""
 
     @property
     def frontend(self) -> nn.Module:
@@ -168,15 +165,6 @@ class DigitClassifier(pl.LightningModule):
         """The members' mean cross-entropy: each learns as if alone, none leans on another."""
         return torch.stack([F.cross_entropy(m, labels) for m in logits]).mean()
 
-    def batch_loss(
-        self, logits: Sequence[torch.Tensor], windows: torch.Tensor, labels: torch.Tensor
-    ) -> torch.Tensor:
-        """A training batch's loss: `training_loss`, or with a teacher attached its soft labels
-        on the same windows mixed in."""
-        if self.distillation is None:
-            return self.training_loss(logits, labels)
-        return self.distillation.loss(list(logits), windows, labels)
-
     def fit_frontends(self, datamodule: Any) -> None:
         """Fit the feature statistics of every front end not yet fitted, on the datamodule's
         clean training windows."""
@@ -193,7 +181,7 @@ class DigitClassifier(pl.LightningModule):
     ) -> torch.Tensor:
         windows, labels = batch
         logits = self.training_logits(windows)
-        loss = self.batch_loss(logits, windows, labels)
+        loss = self.training_loss(logits, labels)
         self.train_acc(average_probabilities(logits, self.weights), labels)
         # Losses are plain tensors: `sync_dist` averages them over DDP ranks (metrics sync
         # themselves); it does nothing in a single process.

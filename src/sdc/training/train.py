@@ -34,7 +34,6 @@ from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.inference.checkpoint import read_checkpoint
 from sdc.training.allocator import keep_freed_memory
-from sdc.training.distill import load_teacher
 from sdc.training.module import DigitClassifier
 from sdc.training.report import log_misclassified_audio, write_misclassified, write_report
 from sdc.training.run_folder import claim_run_folder, refused_runs_leave_nothing
@@ -117,13 +116,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("fit")
 
     module = build_module(cfg)
-    if cfg.distill.weight > 0:
-        module.distillation = load_teacher(
-            OmegaConf.to_object(cfg.distill),
-            module.sample_rate,
-            module.window,
-            datamodule.split["test"],
-        )
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
     if not logger:
