@@ -262,3 +262,25 @@ def test_a_pitch_shift_moves_the_voice_and_keeps_the_duration() -> None:
     assert peak == pytest.approx(1000, rel=0.03)
     (same,) = pitch_shifted([tone], SynthesisConfig(pitch=0.0), RATE, seed=0)
     assert np.array_equal(same, tone)
+
+
+def test_a_fold_run_alone_tests_the_strings_it_tests_in_the_full_run(
+    tiny_fsdd: Path, tmp_path: Path, stand_in_weights: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sdc.strings.train as strings_train
+
+    made: list[list[list[int]]] = []
+    original = strings_train.test_sets
+
+    def recorded(*args: object) -> dict:
+        sets = original(*args)
+        made.append(sets["4 digits, no pause"][1])
+        return sets
+
+    monkeypatch.setattr(strings_train, "test_sets", recorded)
+    quick = ("strings.epochs=1", "strings.strings_per_speaker=4", "strings.test_strings=5")
+    quick += ("strings.spoken_strings=0", "strings.final=false")
+    run(strings_config(tiny_fsdd, "strings.folds=[carol]", *quick), tmp_path / "alone")
+    run(strings_config(tiny_fsdd, "strings.folds=[alice,carol]", *quick), tmp_path / "both")
+    alone, _, with_alice = made
+    assert alone == with_alice and alone != made[1]

@@ -316,8 +316,11 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
             spoken_tests[name] = (embed(reader, waves), labels)
     writer = SummaryWriter(str(out / "tensorboard"))
     table: dict[str, dict[str, dict[str, float]]] = {}
-    for k, held in enumerate(folds):
-        sets = test_sets(pools[held], cfg.test_strings, cfg.sample_rate, 10_000 + k)
+    for held in folds:
+        # Seeded by the speaker, not the fold's place in the list: a fold run alone
+        # (`strings.folds=[nicolas]`) tests the strings it tests in the full run.
+        seed = 10_000 + speakers.index(held)
+        sets = test_sets(pools[held], cfg.test_strings, cfg.sample_rate, seed)
         frames = [f for s in speakers if s != held for f in train[s][0]] + spoken[0]
         labels = [d for s in speakers if s != held for d in train[s][1]] + spoken[1]
         fold_reader = new_reader(cfg)
