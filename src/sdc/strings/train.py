@@ -249,11 +249,11 @@ def markdown(table: dict[str, dict[str, dict[str, float]]], folds: list[str]) ->
         "|" + "---|" * len(head),
     ]
     for name in names:
-        have = [f for f in folds if name in table[f]]
-        acc = [table[f][name]["string_accuracy"] for f in have]
-        der = [table[f][name]["digit_error_rate"] for f in have]
+        cells = {f: table[f][name] for f in folds if name in table[f]}
+        have = list(cells)
+        acc = [c["string_accuracy"] for c in cells.values()]
+        der = [c["digit_error_rate"] for c in cells.values()]
         worst = int(np.argmin(acc))
-        cells = {f: table[f][name] for f in have}
         row = [
             name,
             f"{100 * statistics.fmean(acc):.1f} / {100 * statistics.fmean(der):.2f}",
