@@ -284,3 +284,18 @@ def test_a_fold_run_alone_tests_the_strings_it_tests_in_the_full_run(
     run(strings_config(tiny_fsdd, "strings.folds=[alice,carol]", *quick), tmp_path / "both")
     alone, _, with_alice = made
     assert alone == with_alice and alone != made[1]
+
+
+def test_a_new_reader_starts_from_the_configs_seed_whatever_drew_before(
+    tiny_fsdd: Path, stand_in_weights: None
+) -> None:
+    from sdc.strings.train import new_reader
+
+    cfg = strings_config(tiny_fsdd)
+    torch.manual_seed(1)
+    first = new_reader(cfg).network.state_dict()
+    torch.rand(1000)
+    second = new_reader(cfg).network.state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    other = new_reader(strings_config(tiny_fsdd, "strings.seed=5")).network.state_dict()
+    assert not all(torch.equal(first[k], other[k]) for k in first)

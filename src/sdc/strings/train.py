@@ -214,6 +214,10 @@ def score(reader: DigitStringReader, frames: Frames, labels: Labels) -> dict[str
 
 
 def new_reader(cfg: StringsConfig) -> DigitStringReader:
+    """A reader with the pretrained embedding and the network's initial weights drawn from
+    `cfg.seed` (whatever drew from torch's generator before), so a fold trains the same way
+    in every run."""
+    torch.manual_seed(cfg.seed)
     reader = DigitStringReader(
         LABELS, asdict(cfg.net), cfg.sample_rate, cfg.pad_seconds, cfg.weights_dir
     )
