@@ -6,6 +6,7 @@ A clip's identity is its file name, `{digit}_{speaker}_{index}.wav`; everything 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import math
@@ -221,3 +222,9 @@ def write_split_csv(split: dict[str, list[Recording]], path: Path) -> None:
     for subset in SUBSETS:
         lines += [f"{r.path.name},{r.digit},{r.speaker},{r.index},{subset}" for r in split[subset]]
     write_text(path, "\n".join(lines) + "\n")
+
+
+def read_split_csv(path: Path, subset: str) -> list[dict[str, str]]:
+    """The rows (file, digit, speaker, index) of one subset of a `write_split_csv` file."""
+    with Path(path).open(newline="") as f:
+        return [row for row in csv.DictReader(f) if row.get("subset") == subset]

@@ -30,7 +30,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir
-from sdc.data.fsdd import SPLITS, SUBSETS, Recording
+from sdc.data.fsdd import SPLITS, SUBSETS, Recording, read_split_csv
 from sdc.errors import SdcError
 from sdc.evaluation.snr_curve import save_snr_plot, snr_curve, snr_points
 from sdc.files import write_text
@@ -55,8 +55,7 @@ def _warn_if_not_the_training_split(ckpt: Path, subset: str, files: list[str]) -
     split_csv = ckpt.resolve().parent.parent / "split.csv"
     if not split_csv.is_file():
         return
-    with split_csv.open() as f:
-        trained = sorted(row["file"] for row in csv.DictReader(f) if row["subset"] == subset)
+    trained = sorted(row["file"] for row in read_split_csv(split_csv, subset))
     if trained != sorted(files):
         print(
             f"warning: this {subset} set differs from the one in {split_csv}: "

@@ -15,7 +15,6 @@ before; the figures rank recipes on higher voices, they do not replace real ones
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ from sdc.audio.augment.resample import Resamplers, speed_change
 from sdc.audio.augment.vocoder import phase_vocoder_stretch
 from sdc.audio.io import read_audio
 from sdc.audio.window import fit_to_window
-from sdc.data.fsdd import FILENAME, find_recordings_dir
+from sdc.data.fsdd import FILENAME, find_recordings_dir, read_split_csv
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.inference.checkpoint import load_classifier
@@ -155,11 +154,10 @@ def run_test_clips(run_dir: Path) -> tuple[list[torch.Tensor], list[int]]:
         raise SdcError(f"{split}: missing; is {run_dir} a finished training run?")
     waves: list[torch.Tensor] = []
     labels: list[int] = []
-    with split.open() as f:
-        for row in csv.DictReader(f):
-            if row["subset"] == "test" and FILENAME.match(row["file"]):
-                waves.append(read_audio(folder / row["file"], int(config.data.sample_rate)))
-                labels.append(int(row["digit"]))
+    for row in read_split_csv(split, "test"):
+        if FILENAME.match(row["file"]):
+            waves.append(read_audio(folder / row["file"], int(config.data.sample_rate)))
+            labels.append(int(row["digit"]))
     return waves, labels
 
 

@@ -5,12 +5,12 @@ without that fold's speaker (a `make results` leave-one-speaker-out trial, say).
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from sdc.data.fsdd import read_split_csv
 from sdc.errors import SdcError
 from sdc.strings.scoring import string_scores
 
@@ -28,8 +28,7 @@ def models_by_held_out_speaker(checkpoints: Sequence[str]) -> dict[str, Path]:
                 f"strings.segmenters: expected a run's checkpoint with split.csv beside its "
                 f"checkpoints/ folder, got {checkpoint}"
             )
-        with split.open(newline="") as f:
-            tested = {r["speaker"] for r in csv.DictReader(f) if r.get("subset") == "test"}
+        tested = {row["speaker"] for row in read_split_csv(split, "test")}
         if len(tested) != 1:
             raise SdcError(
                 f"strings.segmenters: {checkpoint} was tested on {sorted(tested)}; expected a "
