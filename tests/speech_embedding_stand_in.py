@@ -6,22 +6,30 @@ import torch
 import torchaudio
 from torch import nn
 
-from sdc.pretrained.speech_embedding import N_FFT, SpeechEmbedding
+from sdc.pretrained.speech_embedding import (
+    N_FFT,
+    WINDOW_TAPS,
+    SpeechEmbedding,
+    check_front_end,
+    windowed_dft,
+)
 
 
 def stand_in(embedding: SpeechEmbedding, seed: int = 0) -> SpeechEmbedding:
-    """Weights shaped like the real ones, for tests that must not download: a Hann-windowed
-    DFT, mel filters from 60 Hz to 3.8 kHz, seeded random convolutions."""
-    t = torch.arange(N_FFT, dtype=torch.float64)
-    k = torch.arange(N_FFT // 2 + 1, dtype=torch.float64).unsqueeze(1)
-    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
-    angle = 2 * torch.pi * k * t / N_FFT
+    """Weights shaped like the real ones, for tests that must not download: a DFT with a
+    25 ms Hann window centred in its 512 taps, mel filters from 60 Hz to 3.8 kHz (the real
+    ones' bins), seeded random convolutions."""
+    window = torch.zeros(N_FFT, dtype=torch.float64)
+    taps = WINDOW_TAPS.stop - WINDOW_TAPS.start
+    window[WINDOW_TAPS] = torch.hann_window(taps + 1, periodic=False, dtype=torch.float64)[1:]
     fbanks = torchaudio.functional.melscale_fbanks(N_FFT // 2 + 1, 60.0, 3800.0, 32, 16000)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        embedding.stft_real.copy_((torch.cos(angle) * window).unsqueeze(1).float())
-        embedding.stft_imag.copy_((-torch.sin(angle) * window).unsqueeze(1).float())
+        real, imag = windowed_dft(window)
+        embedding.stft_real.copy_(real)
+        embedding.stft_imag.copy_(imag)
         embedding.mel.copy_(fbanks)
+        check_front_end(embedding)
         for conv in embedding.network:
             if isinstance(conv, nn.Conv2d):
                 fan_in = conv.weight[0].numel()

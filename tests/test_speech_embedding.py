@@ -20,9 +20,12 @@ from sdc.pretrained import fetch
 from sdc.pretrained.speech_embedding import (
     CONTEXT_FRAMES,
     HOP,
+    MEL_BINS,
     N_FFT,
     STRIDE_FRAMES,
     SpeechEmbedding,
+    check_front_end,
+    windowed_dft,
 )
 from speech_embedding_stand_in import stand_in
 
@@ -73,10 +76,11 @@ def test_a_clips_embedding_does_not_depend_on_the_clips_beside_it() -> None:
 def test_load_onnx_puts_every_weight_in_its_layer() -> None:
     net = SpeechEmbedding()
     convs = [m for m in net.network if isinstance(m, nn.Conv2d)]
+    real, imag = windowed_dft(torch.zeros(N_FFT).index_fill(0, torch.arange(100, 400), 0.5))
     mel = {
-        "0.stft.conv_real.weight": torch.randn(net.stft_real.shape),
-        "0.stft.conv_imag.weight": torch.randn(net.stft_imag.shape),
-        "1.melW": torch.randn(net.mel.shape),
+        "0.stft.conv_real.weight": real,
+        "0.stft.conv_imag.weight": imag,
+        "1.melW": torch.zeros(net.mel.shape).index_fill(0, torch.arange(5, 100), 1.0),
     }
     emb: dict[str, torch.Tensor] = {}
     for i, conv in enumerate(convs[:-1]):
@@ -94,6 +98,46 @@ def test_load_onnx_puts_every_weight_in_its_layer() -> None:
     assert torch.equal(convs[0].bias, emb["model/conv2d/Conv2D_bias_fused_bn"])
     assert torch.equal(convs[-1].weight, emb["model/conv2d_19/Conv2D/ReadVariableOp:0"])
     assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_front_end_weights_the_fast_spectrum_would_misread_are_refused() -> None:
+    """`power` takes the window from the DFT kernels and the export leaves out the bins and
+    taps that are zero in the pinned weights: other weights are refused, not misread."""
+    good = stand_in(SpeechEmbedding())
+    not_a_dft = stand_in(SpeechEmbedding())
+    not_a_dft.stft_imag.mul_(-1.0)
+    wide_mel = stand_in(SpeechEmbedding())
+    wide_mel.mel[200, 3] = 0.1
+    wide_window = stand_in(SpeechEmbedding())
+    real, imag = windowed_dft(torch.hann_window(N_FFT))
+    wide_window.stft_real.copy_(real)
+    wide_window.stft_imag.copy_(imag)
+    check_front_end(good)
+    for net in (not_a_dft, wide_mel, wide_window):
+        with pytest.raises(ValueError, match="not the pinned weights"):
+            check_front_end(net)
+
+
+def test_the_exported_spectrum_is_the_ffts_over_the_bins_the_mel_filters_read() -> None:
+    net = stand_in(SpeechEmbedding())
+    waves = torch.stack([speech_like(1.3, seed=s) for s in range(2)])
+    with torch.no_grad():
+        fft = net.power(waves)
+        convolved = net.exported_power(waves)
+        by_convolution = torch.cat(
+            [
+                nn.functional.conv1d(32767.0 * waves.unsqueeze(1), k, stride=HOP)
+                for k in (net.stft_real, net.stft_imag)
+            ]
+        )
+    assert fft.shape == (2, 1, N_FFT // 2 + 1, (waves.shape[-1] - N_FFT) // HOP + 1)
+    assert convolved.shape == (2, 1, MEL_BINS.stop - MEL_BINS.start, fft.shape[-1])
+    scale = fft.max()
+    assert (convolved - fft[:, :, MEL_BINS]).abs().max() < 1e-5 * scale
+    # The FFT is the original's convolution with all 257 bins and 512 taps.
+    real, imag = by_convolution.chunk(2)
+    assert ((real.square() + imag.square()).unsqueeze(1) - fft).abs().max() < 1e-5 * scale
+    assert torch.allclose(net.log_mel(convolved), net.log_mel(fft), atol=1e-4)
 
 
 def test_padding_is_silence_on_both_sides_of_the_window() -> None:
@@ -194,6 +238,7 @@ def real_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_port_matches_openwakewords_onnx_graphs(real_weights: Path) -> None:
+    """Both ways to the spectrum: the FFT (PyTorch) and the trimmed convolution (exports)."""
     ort = pytest.importorskip("onnxruntime")
     net = SpeechEmbedding()
     net.load_onnx(
@@ -210,8 +255,10 @@ def test_the_port_matches_openwakewords_onnx_graphs(real_weights: Path) -> None:
     expected = emb.run(None, {"input_1": stretches.astype(np.float32)})[0].reshape(-1, 96)
     with torch.no_grad():
         got = net(wave.unsqueeze(0))[0].numpy()
+        exported = net.embed(net.log_mel(net.exported_power(wave.unsqueeze(0))))[0].numpy()
     assert got.shape == expected.shape == (len(starts), 96)
     assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
+    assert np.abs(exported - expected).max() < 1e-4 * np.abs(expected).max()
 
 
 # -- a model on the embedding: trained, saved, reloaded, exported -------------------------------
@@ -266,6 +313,30 @@ def test_a_model_on_the_embedding_trains_and_its_checkpoint_carries_the_weights(
     assert torch.allclose(logits, fused, atol=1e-4)
     onnx = Recognizer.load(export_onnx(model, tmp_path / "model.onnx"))
     assert np.abs(onnx.backend(windows.numpy()) - logits.numpy()).max() < 2e-3
+    if finetune_layers == 0:  # one 8-bit copy is enough
+        spectrum, quantized = int8_spectrum_and_quantized_convolutions(
+            tmp_path / "model.onnx", windows.numpy()
+        )
+        assert spectrum == 2, "the STFT's two convolutions stay in float"
+        assert quantized == 22, "the embedding's 20 and the head's 2 in 8 bits"
+
+
+def int8_spectrum_and_quantized_convolutions(path: Path, windows: np.ndarray) -> tuple[int, int]:
+    """An 8-bit copy of the export at `path`: its float convolutions whose weights come from
+    the STFT kernels, and its convolutions with 8-bit weights."""
+    import onnx
+
+    from sdc.inference.quantize import quantize_onnx, weight_source
+
+    int8 = quantize_onnx(path, path.with_suffix(".int8.onnx"), windows)
+    graph = onnx.load(str(int8)).graph
+    producer = {output: node.op_type for node in graph.node for output in node.output}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    eight_bit = [node for node in convs if producer.get(node.input[1]) == "DequantizeLinear"]
+    spectrum = [
+        node for node in convs if "stft" in weight_source(graph, node) and node not in eight_bit
+    ]
+    return len(spectrum), len(eight_bit)
 
 
 # -- fine-tuning the embedding's top ------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,10 +21,14 @@ from sdc.errors import SdcError
 from sdc.inference.predict import AUDIO_SUFFIXES
 from sdc.inference.recognizer import Recognizer
 
+if TYPE_CHECKING:
+    import onnx
+
 CALIBRATION_CLIPS = 200
 """Recordings the activation ranges are taken from (evenly spaced over the folder's files)."""
 FLOAT_INPUTS = ("resample", "stft")
-"""Convolutions left in float, by the name of their weight: resampling and the STFT."""
+"""Convolutions left in float, by the name of the initializer their weight comes from:
+resampling and the STFT."""
 
 
 def calibration_windows(folder: Path, recognizer: Recognizer) -> np.ndarray:
@@ -43,6 +48,16 @@ def calibration_windows(folder: Path, recognizer: Recognizer) -> np.ndarray:
     return np.stack(windows)
 
 
+def weight_source(graph: onnx.GraphProto, conv: onnx.NodeProto) -> str:
+    """The name of the initializer a convolution's weight comes from, through the slices that
+    take part of it (the exported STFT uses only the bins the mel filters read)."""
+    producers = {output: node for node in graph.node for output in node.output}
+    weight = conv.input[1]
+    while weight in producers and producers[weight].op_type == "Slice":
+        weight = producers[weight].input[0]
+    return weight
+
+
 def quantize_onnx(source: Path, target: Path, windows: np.ndarray) -> Path:
     """Write `source` (an sdc ONNX export) to `target` with int8 convolutions, calibrated on
     `windows`; the model's metadata travels along."""
@@ -59,7 +74,7 @@ def quantize_onnx(source: Path, target: Path, windows: np.ndarray) -> Path:
     kept_float = [
         node.name
         for node in graph.node
-        if node.op_type == "Conv" and any(k in node.input[1] for k in FLOAT_INPUTS)
+        if node.op_type == "Conv" and any(k in weight_source(graph, node) for k in FLOAT_INPUTS)
     ]
 
     class Windows(CalibrationDataReader):

@@ -34,6 +34,11 @@ STRIDE_FRAMES = 8
 """Frames between successive embeddings (80 ms)."""
 DIM = 96
 TOP_DB = 80.0
+MEL_BINS = slice(2, 122)
+"""The STFT bins the pinned mel filters read (62.5 Hz to 3.78 kHz); every other bin is
+weighted 0, so an exported graph computes only these (checked when the weights load)."""
+WINDOW_TAPS = slice(57, 456)
+"""The pinned analysis window's nonzero samples (a 25 ms window centred in the 512)."""
 
 # The network, in order: (kernel height over time, width over mel bands, in, out), with "P" for
 # 2x2 max pooling and "p" for pooling over the bands only. Widths of 3 are padded by one band on
@@ -101,15 +106,34 @@ class SpeechEmbedding(nn.Module):
         return (frames - CONTEXT_FRAMES) // STRIDE_FRAMES + 1
 
     def power(self, waves: torch.Tensor) -> torch.Tensor:
-        """Power spectrogram (B, 1, 257, frames) of 16 kHz waveforms in [-1, 1]."""
-        x = (waves * 32767.0).unsqueeze(1)  # the original was fed 16-bit sample values
-        real = nn.functional.conv1d(x, self.stft_real, stride=HOP)
-        imag = nn.functional.conv1d(x, self.stft_imag, stride=HOP)
-        return (real.square() + imag.square()).unsqueeze(1)
+        """Power spectrogram (B, 1, 257, frames) of 16 kHz waveforms in [-1, 1].
+
+        The original computes it as a convolution with its DFT kernels (the window times each
+        bin's cosine and sine); an FFT gives the same numbers to float rounding in an eighth of
+        the time (0.2 ms against 1.8 ms for a 3.1 s window on one thread). An exported graph
+        keeps the convolution, which ONNX Runtime runs faster than its STFT operator, over
+        only the bins and taps that are not zero (`exported_power`).
+        """
+        if torch.onnx.is_in_onnx_export():
+            return self.exported_power(waves)
+        x = waves * 32767.0  # the original was fed 16-bit sample values
+        window = self.stft_real[0, 0]  # bin 0's kernel is the window itself
+        spectrum = torch.stft(x, N_FFT, HOP, window=window, center=False, return_complex=True)
+        return (spectrum.real.square() + spectrum.imag.square()).unsqueeze(1)
+
+    def exported_power(self, waves: torch.Tensor) -> torch.Tensor:
+        """`power`'s MEL_BINS (B, 1, 120, frames) by convolution: the rest are never read."""
+        frames = (waves.shape[-1] - N_FFT) // HOP + 1
+        x = (waves[:, WINDOW_TAPS.start :] * 32767.0).unsqueeze(1)
+        real = nn.functional.conv1d(x, self.stft_real[MEL_BINS, :, WINDOW_TAPS], stride=HOP)
+        imag = nn.functional.conv1d(x, self.stft_imag[MEL_BINS, :, WINDOW_TAPS], stride=HOP)
+        return (real.square() + imag.square())[..., :frames].unsqueeze(1)
 
     def log_mel(self, power: torch.Tensor) -> torch.Tensor:
-        """(B, 1, 257, frames) power -> (B, 1, frames, 32): the network's input image."""
-        mel = torch.matmul(power.transpose(-1, -2), self.mel).clamp_min(1e-10)
+        """(B, 1, 257, frames) power, or its MEL_BINS -> (B, 1, frames, 32): the network's
+        input image."""
+        filters = self.mel if power.shape[-2] == self.mel.shape[0] else self.mel[MEL_BINS]
+        mel = torch.matmul(power.transpose(-1, -2), filters).clamp_min(1e-10)
         decibels = 10.0 / math.log(10.0) * mel.log()
         floor = decibels.amax(dim=(-2, -1), keepdim=True) - TOP_DB
         return torch.maximum(decibels, floor) / 10.0 + 2.0
@@ -159,9 +183,41 @@ class SpeechEmbedding(nn.Module):
         self.stft_real.copy_(melspectrogram["0.stft.conv_real.weight"])
         self.stft_imag.copy_(melspectrogram["0.stft.conv_imag.weight"])
         self.mel.copy_(melspectrogram["1.melW"])
+        check_front_end(self)
         convs = self.convolutions()
         for i, conv in enumerate(convs[:-1]):
             name = "model/conv2d" + (f"_{i}" if i else "") + "/Conv2D"
             conv.weight.copy_(embedding[f"{name}_weights_fused_bn"])
             conv.bias.copy_(embedding[f"{name}_bias_fused_bn"])
         convs[-1].weight.copy_(embedding[f"model/conv2d_{len(convs) - 1}/Conv2D/ReadVariableOp:0"])
+
+
+def windowed_dft(window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The STFT's kernels (257, 1, 512) for `window`: its cosine and minus-sine rows."""
+    n = torch.arange(N_FFT, dtype=torch.float64)
+    k = torch.arange(N_FFT // 2 + 1, dtype=torch.float64).unsqueeze(1)
+    angle = 2 * torch.pi * k * n / N_FFT
+    window = window.to(torch.float64)
+    return (
+        (torch.cos(angle) * window).unsqueeze(1).float(),
+        (-torch.sin(angle) * window).unsqueeze(1).float(),
+    )
+
+
+def check_front_end(embedding: SpeechEmbedding) -> None:
+    """Refuse front-end weights that `power` would not compute faithfully: kernels that are
+    not a windowed DFT (the FFT assumes they are), or weight outside MEL_BINS and WINDOW_TAPS
+    (the export leaves it out)."""
+    real, imag = windowed_dft(embedding.stft_real[0, 0])
+    error = max((embedding.stft_real - real).abs().max(), (embedding.stft_imag - imag).abs().max())
+    faithful = error <= 1e-5 * real.abs().max()
+    outside_bins = torch.ones(N_FFT // 2 + 1, dtype=torch.bool)
+    outside_bins[MEL_BINS] = False
+    outside_taps = torch.ones(N_FFT, dtype=torch.bool)
+    outside_taps[WINDOW_TAPS] = False
+    if not faithful or embedding.mel[outside_bins].any() or real[0, 0, outside_taps].any():
+        raise ValueError(
+            "speech embedding: the STFT kernels are not a windowed DFT, or weight lies "
+            f"outside bins {MEL_BINS.start}-{MEL_BINS.stop - 1} and taps "
+            f"{WINDOW_TAPS.start}-{WINDOW_TAPS.stop - 1}: not the pinned weights"
+        )
