@@ -116,36 +116,23 @@ class SpeechEmbeddingFrontend(nn.Module):
         return (1, DIM, self.steps)
 
     def raw(self, windows: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:
-        """Embeddings (B, 1, 96, steps) before normalization, in float32.
+        """Embeddings (B, 1, 96, steps) before normalization.
 
         `warp`: a VTLP factor per clip (training only), applied to the 16 kHz power spectrum.
-
-        Under mixed precision the spectrum stays in float32 (see `MfccFrontend`), and the
-        network's convolutions run in bfloat16 under `trainer.precision=bf16-mixed` (float32's
-        range, so nothing overflows; 2.3x faster on an AVX512-BF16 CPU), in float32 otherwise.
         """
-        device = windows.device.type
-        if not torch.is_autocast_enabled(device):
-            return self._embed(self._log_mel(windows, warp))
-        bfloat16 = torch.get_autocast_dtype(device) == torch.bfloat16
-        with torch.autocast(device, enabled=False):
-            log_mel = self._log_mel(windows.float(), warp)
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bfloat16):
-            return self._embed(log_mel).float()
-
-    def _log_mel(self, windows: torch.Tensor, warp: torch.Tensor | None) -> torch.Tensor:
+        embedding = self.embedding
         if self.pad:
             windows = nn.functional.pad(windows, (self.pad, self.pad))
-        power = self.embedding.power(self.resample(windows))
+        power = embedding.power(self.resample(windows))
         if warp is not None:
             power = warp_spectrum(power, warp)
-        return self.embedding.log_mel(power)
-
-    def _embed(self, log_mel: torch.Tensor) -> torch.Tensor:
-        return self.embedding.embed(log_mel).transpose(1, 2).unsqueeze(1)
+        return embedding.embed(embedding.log_mel(power)).transpose(1, 2).unsqueeze(1)
 
     def forward(self, windows: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalized embeddings (B, 1, 96, steps) in float32; see `raw` for mixed precision."""
+        """Normalized embeddings (B, 1, 96, steps), always in float32 (see `MfccFrontend`)."""
+        if torch.is_autocast_enabled(windows.device.type):
+            with torch.autocast(windows.device.type, enabled=False):
+                return self.forward(windows.float(), warp)
         features = self.raw(windows, warp)
         if self.normalize == "global":
             return (features - self.mean) / self.std
