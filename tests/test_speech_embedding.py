@@ -326,16 +326,15 @@ def int8_spectrum_and_quantized_convolutions(path: Path, windows: np.ndarray) ->
     the STFT kernels, and its convolutions with 8-bit weights."""
     import onnx
 
-    from sdc.inference.quantize import quantize_onnx, weight_source
+    from sdc.inference.quantize import quantize_onnx, weight_sources
 
     int8 = quantize_onnx(path, path.with_suffix(".int8.onnx"), windows)
     graph = onnx.load(str(int8)).graph
     producer = {output: node.op_type for node in graph.node for output in node.output}
     convs = [node for node in graph.node if node.op_type == "Conv"]
-    eight_bit = [node for node in convs if producer.get(node.input[1]) == "DequantizeLinear"]
-    spectrum = [
-        node for node in convs if "stft" in weight_source(graph, node) and node not in eight_bit
-    ]
+    eight_bit = {n.name for n in convs if producer.get(n.input[1]) == "DequantizeLinear"}
+    sources = weight_sources(graph)
+    spectrum = [n for n in convs if "stft" in sources[n.name] and n.name not in eight_bit]
     return len(spectrum), len(eight_bit)
 
 

@@ -48,14 +48,18 @@ def calibration_windows(folder: Path, recognizer: Recognizer) -> np.ndarray:
     return np.stack(windows)
 
 
-def weight_source(graph: onnx.GraphProto, conv: onnx.NodeProto) -> str:
-    """The name of the initializer a convolution's weight comes from, through the slices that
-    take part of it (the exported STFT uses only the bins the mel filters read)."""
+def weight_sources(graph: onnx.GraphProto) -> dict[str, str]:
+    """Each convolution's name -> the initializer its weight comes from, through the slices
+    that take part of it (the exported STFT uses only the bins the mel filters read)."""
     producers = {output: node for node in graph.node for output in node.output}
-    weight = conv.input[1]
-    while weight in producers and producers[weight].op_type == "Slice":
-        weight = producers[weight].input[0]
-    return weight
+    sources = {}
+    for conv in graph.node:
+        if conv.op_type == "Conv":
+            weight = conv.input[1]
+            while weight in producers and producers[weight].op_type == "Slice":
+                weight = producers[weight].input[0]
+            sources[conv.name] = weight
+    return sources
 
 
 def quantize_onnx(source: Path, target: Path, windows: np.ndarray) -> Path:
@@ -72,9 +76,9 @@ def quantize_onnx(source: Path, target: Path, windows: np.ndarray) -> Path:
     graph = onnx.load(str(source)).graph
     name = graph.input[0].name
     kept_float = [
-        node.name
-        for node in graph.node
-        if node.op_type == "Conv" and any(k in weight_source(graph, node) for k in FLOAT_INPUTS)
+        conv
+        for conv, source in weight_sources(graph).items()
+        if any(k in source for k in FLOAT_INPUTS)
     ]
 
     class Windows(CalibrationDataReader):
