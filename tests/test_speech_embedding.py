@@ -223,6 +223,45 @@ def test_offline_and_tampered_copies_are_one_line_errors(tmp_path: Path) -> None
 # -- the real weights, from PyPI ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("offsets", [[0.9], [0.0, 0.37, 1.55, 2.301], [0.013, 0.6]])
+def test_the_embedding_skips_silence_and_gives_the_same_numbers(offsets: list[float]) -> None:
+    """Out of training the network runs only over the frames that hold sound, the silence
+    around them computed once per layer: the same numbers as the whole window, wherever the
+    clips sit (odd frame offsets, the window's edges, clips of one batch apart)."""
+    net = stand_in(SpeechEmbedding()).eval()
+    windows = torch.zeros(len(offsets), 49600)  # 3.1 s at 16 kHz
+    for row, (offset, seed) in enumerate(zip(offsets, range(5, 9), strict=False)):
+        clip = speech_like(0.6 + 0.1 * row, seed=seed)
+        start = min(round(offset * 16000), windows.shape[1] - len(clip))
+        windows[row, start : start + len(clip)] = clip
+    heard: list[int] = []
+    net.network[0].register_forward_hook(lambda _m, args, _o: heard.append(args[0].shape[-2]))
+    with torch.no_grad():
+        image = net.log_mel(net.power(windows))
+        whole = net.network(image).squeeze(-1).transpose(1, 2)
+        skipping = net.embed(image)
+    assert skipping.shape == whole.shape
+    assert whole.abs().max() > 0.1
+    assert (skipping - whole).abs().max() < 1e-5 * whole.abs().max()
+    if len(offsets) == 1:  # one clip of 0.6 s: far fewer frames than the window's 307
+        assert heard[-1] < 100 < image.shape[-2]
+
+
+def test_a_silent_window_and_training_take_the_whole_network() -> None:
+    net = stand_in(SpeechEmbedding()).eval()
+    silent = net.log_mel(net.power(torch.zeros(2, 49600)))
+    with torch.no_grad():
+        whole = net.network(silent).squeeze(-1).transpose(1, 2)
+        assert (net.embed(silent) - whole).abs().max() < 1e-5 * whole.abs().max()
+    net.train()
+    heard: list[int] = []
+    net.network[0].register_forward_hook(lambda _m, args, _o: heard.append(args[0].shape[-2]))
+    with torch.no_grad():
+        wave = torch.nn.functional.pad(speech_like(0.5, seed=9), (0, 40000)).unsqueeze(0)
+        net.embed(net.log_mel(net.power(wave)))
+    assert heard == [(40000 + 8000 - N_FFT) // HOP + 1]
+
+
 @pytest.fixture(scope="module")
 def real_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The pinned ONNX files: from SDC_PRETRAINED_DIR, else downloaded from PyPI (16 MB)."""

@@ -139,9 +139,60 @@ class SpeechEmbedding(nn.Module):
         return torch.maximum(decibels, floor) / 10.0 + 2.0
 
     def embed(self, log_mel: torch.Tensor) -> torch.Tensor:
-        """(B, 1, frames, 32) -> (B, steps, 96)."""
+        """(B, 1, frames, 32) -> (B, steps, 96).
+
+        Out of training and export, only over the frames that hold sound (`embed_heard`): the
+        same numbers to float rounding, in about half the time for a centred digit.
+        """
         image = log_mel.contiguous(memory_format=torch.channels_last)
-        return self.network(image).squeeze(-1).transpose(1, 2)
+        if self.training or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
+            return self.network(image).squeeze(-1).transpose(1, 2)
+        return self.embed_heard(image)
+
+    def embed_heard(self, image: torch.Tensor) -> torch.Tensor:
+        """`embed`, computed only where the image differs from its quietest value.
+
+        A window's zero padding is a run of frames all at the log-mel floor, one constant `c`
+        per clip. Every convolution is "valid" in time, so a position whose inputs all lie in
+        such a run has the same value anywhere in it: that value is computed once per layer
+        from one column (the kernel summed over time, as a constant input sees it), and the
+        network runs over the frames that hold sound plus what they reach. A centred FSDD digit
+        holds about 40 of a 3.1 s window's 307 frames.
+        """
+        floor = image.amin(dim=(-2, -1), keepdim=True)
+        heard = (image != floor).any(dim=-1).flatten(1).any(dim=0).nonzero()
+        frames = image.shape[-2]
+        if len(heard) == 0:
+            start, stop = frames // 2, frames // 2 + 1  # all quiet: any one column will do
+        else:
+            start, stop = int(heard[0]), int(heard[-1]) + 1
+        if stop - start > frames // 2:  # too little quiet to pay for the bookkeeping
+            return self.network(image).squeeze(-1).transpose(1, 2)
+        x = image[:, :, start:stop]
+        quiet = floor.expand(-1, -1, 1, image.shape[-1])  # (B, 1, 1, 32): the run's column
+        for module in self.network:
+            if isinstance(module, nn.Conv2d):
+                # Outputs reached by the heard span: `reach` more on each side, inside the grid.
+                reach = module.kernel_size[0] - 1
+                left, right = min(reach, start), min(reach, frames - stop)
+                x = module(_beside(quiet, x, left, right))
+                quiet = nn.functional.conv2d(
+                    quiet, module.weight.sum(dim=2, keepdim=True), module.bias, module.stride,
+                    (0, module.padding[1]),
+                )  # fmt: skip
+                start, frames = start - left, frames - reach
+                stop = start + x.shape[-2]
+            elif isinstance(module, nn.MaxPool2d) and module.kernel_size == 2:
+                # Pairs of frames pool together: widen the span to whole pairs first.
+                left, right = start % 2, int(stop % 2 == 1 and stop < frames)
+                x = nn.functional.max_pool2d(_beside(quiet, x, left, right), 2)
+                quiet = nn.functional.max_pool2d(quiet, (1, 2))
+                start, frames = (start - left) // 2, frames // 2
+                stop = start + x.shape[-2]
+            else:  # activations and pooling over the bands: column by column
+                x, quiet = module(x), module(quiet)
+        steps = _beside(quiet, x, start, frames - stop)
+        return steps.squeeze(-1).transpose(1, 2)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         return self.embed(self.log_mel(self.power(waves)))
@@ -190,6 +241,12 @@ class SpeechEmbedding(nn.Module):
             conv.weight.copy_(embedding[f"{name}_weights_fused_bn"])
             conv.bias.copy_(embedding[f"{name}_bias_fused_bn"])
         convs[-1].weight.copy_(embedding[f"model/conv2d_{len(convs) - 1}/Conv2D/ReadVariableOp:0"])
+
+
+def _beside(column: torch.Tensor, x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """`x` (B, C, T, F) with `left` and `right` copies of `column` (B, C, 1, F) along time."""
+    parts = [column.expand(-1, -1, left, -1), x, column.expand(-1, -1, right, -1)]
+    return torch.cat(parts, dim=2).contiguous(memory_format=torch.channels_last)
 
 
 def windowed_dft(window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
