@@ -70,9 +70,12 @@ def model(speeds: list[float] | None) -> DigitClassifier:
     return DigitClassifier(net=CNN, frontend=MFCC, optim=ADAM, test_time_speeds=speeds)
 
 
+@pytest.mark.parametrize("in_one_batch", [True, False])
 def test_the_model_averages_over_the_views_in_testing_only(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, in_one_batch: bool
 ) -> None:
+    """Small batches hear all their views in one pass, large ones view by view: the same."""
+    monkeypatch.setattr("sdc.training.module.VIEWS_IN_ONE_BATCH", 64 if in_one_batch else 8)
     viewed = model(SPEEDS).eval()
     windows, labels = torch.randn(3, viewed.window) * 0.1, torch.tensor([0, 1, 2])
     with torch.no_grad():
