@@ -223,7 +223,7 @@ def test_offline_and_tampered_copies_are_one_line_errors(tmp_path: Path) -> None
 # -- the real weights, from PyPI ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("offsets", [[0.9], [0.0, 0.37, 1.55, 2.301], [0.013, 0.6]])
+@pytest.mark.parametrize("offsets", [[0.9], [2.0], [0.0, 0.37, 1.55, 2.301], [0.013, 0.6]])
 def test_the_embedding_skips_silence_and_gives_the_same_numbers(offsets: list[float]) -> None:
     """Out of training the network runs only over the frames that hold sound, the silence
     around them computed once per layer: the same numbers as the whole window, wherever the
@@ -260,6 +260,47 @@ def test_a_silent_window_and_training_take_the_whole_network() -> None:
         wave = torch.nn.functional.pad(speech_like(0.5, seed=9), (0, 40000)).unsqueeze(0)
         net.embed(net.log_mel(net.power(wave)))
     assert heard == [(40000 + 8000 - N_FFT) // HOP + 1]
+
+
+def test_the_exported_embedding_skips_silence_with_the_same_numbers(tmp_path: Path) -> None:
+    """An exported graph has spans of 76 and 148 frames ready and the whole network past them:
+    each gives the whole network's numbers (a short digit, a long one, one at the window's
+    edge, a window with no silence)."""
+    ort = pytest.importorskip("onnxruntime")
+
+    class Embed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding = stand_in(SpeechEmbedding()).eval()
+
+        def forward(self, waves: torch.Tensor) -> torch.Tensor:
+            return self.embedding(waves)
+
+    model = Embed().eval()
+    program = torch.onnx.export(
+        model,
+        (torch.zeros(2, 49600),),
+        input_names=["waves"],
+        dynamo=True,
+        dynamic_shapes={"waves": {0: torch.export.Dim("batch")}},
+        verbose=False,
+    )
+    assert program is not None
+    assert any(node.op_type == "If" for node in program.model_proto.graph.node)
+    program.save(str(tmp_path / "embedding.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "embedding.onnx"))
+    cases = {"short": (0.4, 1.3), "long": (1.0, 1.0), "edge": (0.5, 0.0), "no silence": (3.1, 0)}
+    for name, (seconds, offset) in cases.items():
+        windows = torch.zeros(2, 49600)
+        clip = speech_like(seconds, seed=11)
+        start = round(offset * 16000)
+        windows[:, start : start + len(clip)] = clip
+        windows[1] *= 0.3
+        with torch.no_grad():
+            image = model.embedding.log_mel(model.embedding.power(windows))
+            whole = model.embedding.network(image).squeeze(-1).transpose(1, 2).numpy()
+        got = session.run(None, {"waves": windows.numpy()})[0]
+        assert np.abs(got - whole).max() < 1e-4 * np.abs(whole).max(), name
 
 
 @pytest.fixture(scope="module")
@@ -353,9 +394,8 @@ def test_a_model_on_the_embedding_trains_and_its_checkpoint_carries_the_weights(
     onnx = Recognizer.load(export_onnx(model, tmp_path / "model.onnx"))
     assert np.abs(onnx.backend(windows.numpy()) - logits.numpy()).max() < 2e-3
     if finetune_layers == 0:  # one 8-bit copy is enough
-        spectrum, quantized = int8_spectrum_and_quantized_convolutions(
-            tmp_path / "model.onnx", windows.numpy()
-        )
+        whole = export_onnx(model, tmp_path / "whole.onnx", skip_silence=False)
+        spectrum, quantized = int8_spectrum_and_quantized_convolutions(whole, windows.numpy())
         assert spectrum == 2, "the STFT's two convolutions stay in float"
         assert quantized == 22, "the embedding's 20 and the head's 2 in 8 bits"
 

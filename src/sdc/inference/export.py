@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from sdc.errors import SdcError
 from sdc.inference.checkpoint import load_classifier
 from sdc.inference.model_info import METADATA_KEY, ModelInfo
 from sdc.inference.recognizer import Recognizer
+from sdc.pretrained.speech_embedding import whole_network
 
 ONNX_OPSET = 18
 """17 introduced the STFT operator the front end needs; 18 is the exporter's own default."""
@@ -35,8 +38,11 @@ def _info(model: torch.nn.Module) -> ModelInfo:
     return ModelInfo.from_hparams(dict(model.hparams))
 
 
-def export_onnx(model: torch.nn.Module, path: str | Path) -> Path:
-    """Write `model` (a `DigitClassifier`) as ONNX and check it with `onnx.checker`."""
+def export_onnx(model: torch.nn.Module, path: str | Path, skip_silence: bool = True) -> Path:
+    """Write `model` (a `DigitClassifier`) as ONNX and check it with `onnx.checker`.
+
+    `skip_silence=False`: a speech embedding runs its whole network, without the conditional
+    branches that skip silence, as an 8-bit copy needs (`quantize_onnx`)."""
     try:
         import onnx
     except ImportError:
@@ -47,7 +53,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path) -> Path:
     example = torch.zeros(2, model.window)
     # The exporter logs each of its steps and warns about things irrelevant here.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), nullcontext() if skip_silence else whole_network(model):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             model,
@@ -142,15 +148,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                 raise SdcError(f"{path}: logits differ from PyTorch by {error:.2e}")
             print(f"wrote {path} (logits within {error:.1e} of PyTorch)")
         if args.int8 is not None:
-            _export_int8(args.onnx, args.int8)
+            _export_int8(model, args.onnx, args.int8)
 
 
-def _export_int8(float_path: Path, calibration: Path) -> None:
+def _export_int8(model: torch.nn.Module, float_path: Path, calibration: Path) -> None:
+    """`float_path`'s 8-bit copy beside it, quantized from an export of the whole network."""
     from sdc.inference.quantize import agreement, calibration_windows, quantize_onnx
 
     float_model = Recognizer.from_onnx(float_path)
     windows = calibration_windows(calibration, float_model)
-    path = quantize_onnx(float_path, float_path.with_suffix(".int8.onnx"), windows)
+    with tempfile.TemporaryDirectory(dir=float_path.parent) as folder:
+        whole = export_onnx(model, Path(folder) / "whole.onnx", skip_silence=False)
+        path = quantize_onnx(whole, float_path.with_suffix(".int8.onnx"), windows)
     same = agreement(float_model, Recognizer.from_onnx(path), windows)
     print(f"wrote {path} (the same digit as the float model on {same:.1%} of {len(windows)} clips)")
 

@@ -297,7 +297,9 @@ def _onnx_figures(
         single.speed_views = None
         exports["onnx_single_view"] = export_onnx(single, out_dir / "bench_single_view.onnx")
     for name, path in list(exports.items()):
-        exports[f"{name}_int8"] = quantize_onnx(path, path.with_suffix(".int8.onnx"), calibration)
+        model = single if name == "onnx_single_view" else module
+        whole = export_onnx(model, path.with_suffix(".whole.onnx"), skip_silence=False)
+        exports[f"{name}_int8"] = quantize_onnx(whole, path.with_suffix(".int8.onnx"), calibration)
     figures: dict[str, Any] = {}
     for name, path in exports.items():
         figures.update(_onnx_model_figures(name, path, windows, data, cfg))
