@@ -361,7 +361,7 @@ def test_a_model_on_the_embedding_trains_and_its_checkpoint_carries_the_weights(
     tmp_path: Path,
     finetune_layers: int,
 ) -> None:
-    from sdc.inference.export import export_onnx
+    from sdc.inference.export import export_int8, export_onnx
     from sdc.inference.recognizer import Recognizer
     from sdc.training.train import train
 
@@ -394,27 +394,54 @@ def test_a_model_on_the_embedding_trains_and_its_checkpoint_carries_the_weights(
     onnx = Recognizer.load(export_onnx(model, tmp_path / "model.onnx"))
     assert np.abs(onnx.backend(windows.numpy()) - logits.numpy()).max() < 2e-3
     if finetune_layers == 0:  # one 8-bit copy is enough
-        whole = export_onnx(model, tmp_path / "whole.onnx", skip_silence=False)
-        spectrum, quantized = int8_spectrum_and_quantized_convolutions(whole, windows.numpy())
+        int8 = export_int8(
+            model, tmp_path / "model.onnx", tmp_path / "model.int8.onnx", windows.numpy()
+        )
+        spectrum, float_network, eight_bit = convolutions_by_kind(int8)
         assert spectrum == 2, "the STFT's two convolutions stay in float"
-        assert quantized == 22, "the embedding's 20 and the head's 2 in 8 bits"
+        assert float_network == 0, "no convolution of the network is left in float"
+        assert len(eight_bit) == 22, "the embedding's 20 and the head's 2 in 8 bits"
+        assert sum(eight_bit.values()) > 22, "in the branches that skip silence too"
+        # Short digits in silence, as inference centres them: the branches that skip it.
+        short = torch.zeros_like(windows)
+        short[:, 8000:12800] = windows[:, 8000:12800]
+        both = np.concatenate([windows.numpy(), short.numpy()])
+        got, expected = Recognizer.load(int8).backend(both), onnx.backend(both)
+        assert np.corrcoef(got.ravel(), expected.ravel())[0, 1] > 0.95
 
 
-def int8_spectrum_and_quantized_convolutions(path: Path, windows: np.ndarray) -> tuple[int, int]:
-    """An 8-bit copy of the export at `path`: its float convolutions whose weights come from
-    the STFT kernels, and its convolutions with 8-bit weights."""
+def convolutions_by_kind(path: Path) -> tuple[int, int, dict[str, int]]:
+    """In the ONNX model at `path`, over all its graphs: float convolutions whose weights come
+    from the STFT kernels, float convolutions reading a layer's weight as it is, and the uses
+    of each 8-bit weight."""
     import onnx
 
-    from sdc.inference.quantize import quantize_onnx, weight_sources
+    from sdc.inference.quantize import weight_sources
 
-    int8 = quantize_onnx(path, path.with_suffix(".int8.onnx"), windows)
-    graph = onnx.load(str(int8)).graph
-    producer = {output: node.op_type for node in graph.node for output in node.output}
-    convs = [node for node in graph.node if node.op_type == "Conv"]
-    eight_bit = {n.name for n in convs if producer.get(n.input[1]) == "DequantizeLinear"}
-    sources = weight_sources(graph)
-    spectrum = [n for n in convs if "stft" in sources[n.name] and n.name not in eight_bit]
-    return len(spectrum), len(eight_bit)
+    main = onnx.load(str(path)).graph
+    initializers = {i.name for i in main.initializer}
+    spectrum, float_network, eight_bit = 0, 0, {}
+
+    def count(graph: onnx.GraphProto) -> None:
+        nonlocal spectrum, float_network
+        producers = {output: node for node in graph.node for output in node.output}
+        sources = weight_sources(graph)
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    count(attribute.g)
+            if node.op_type != "Conv":
+                continue
+            weight = producers.get(node.input[1])
+            if weight is not None and weight.op_type == "DequantizeLinear":
+                eight_bit[weight.input[0]] = eight_bit.get(weight.input[0], 0) + 1
+            elif "stft" in sources[node.name]:
+                spectrum += 1
+            elif node.input[1] in initializers and node.input[1].endswith(".weight"):
+                float_network += 1  # (the silence's one-column convolutions read their sums)
+
+    count(main)
+    return spectrum, float_network, eight_bit
 
 
 # -- fine-tuning the embedding's top ------------------------------------------------------------

@@ -73,6 +73,21 @@ def export_onnx(model: torch.nn.Module, path: str | Path, skip_silence: bool = T
     return path
 
 
+def export_int8(
+    model: torch.nn.Module, float_path: Path, target: Path, windows: np.ndarray
+) -> Path:
+    """`float_path` (`model`'s ONNX export) with its convolutions in 8 bits, calibrated on
+    `windows`: the quantizer calibrates an export of the whole network (without the branches
+    that skip silence, which it cannot enter), and its scales are carried into every branch of
+    `float_path` (`sdc.inference.quantize`)."""
+    from sdc.inference.quantize import carry_quantization, quantize_onnx
+
+    with tempfile.TemporaryDirectory(dir=target.parent) as folder:
+        whole = export_onnx(model, Path(folder) / "whole.onnx", skip_silence=False)
+        quantized = quantize_onnx(whole, Path(folder) / "whole.int8.onnx", windows)
+        return carry_quantization(quantized, float_path, target)
+
+
 def export_torchscript(model: torch.nn.Module, path: str | Path) -> Path:
     """Write `model` as a traced TorchScript archive with its `ModelInfo` as an extra file."""
     path = Path(path)
@@ -152,14 +167,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _export_int8(model: torch.nn.Module, float_path: Path, calibration: Path) -> None:
-    """`float_path`'s 8-bit copy beside it, quantized from an export of the whole network."""
-    from sdc.inference.quantize import agreement, calibration_windows, quantize_onnx
+    """`float_path`'s 8-bit copy beside it."""
+    from sdc.inference.quantize import agreement, calibration_windows
 
     float_model = Recognizer.from_onnx(float_path)
     windows = calibration_windows(calibration, float_model)
-    with tempfile.TemporaryDirectory(dir=float_path.parent) as folder:
-        whole = export_onnx(model, Path(folder) / "whole.onnx", skip_silence=False)
-        path = quantize_onnx(whole, float_path.with_suffix(".int8.onnx"), windows)
+    path = export_int8(model, float_path, float_path.with_suffix(".int8.onnx"), windows)
     same = agreement(float_model, Recognizer.from_onnx(path), windows)
     print(f"wrote {path} (the same digit as the float model on {same:.1%} of {len(windows)} clips)")
 

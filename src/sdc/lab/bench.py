@@ -286,8 +286,7 @@ def _onnx_figures(
     try:
         import onnxruntime  # noqa: F401
 
-        from sdc.inference.export import export_onnx
-        from sdc.inference.quantize import quantize_onnx
+        from sdc.inference.export import export_int8, export_onnx
     except ImportError as err:
         return {"onnx": f"not measured ({err})"}
     out_dir = Path(cfg.paths.output_dir)
@@ -298,8 +297,9 @@ def _onnx_figures(
         exports["onnx_single_view"] = export_onnx(single, out_dir / "bench_single_view.onnx")
     for name, path in list(exports.items()):
         model = single if name == "onnx_single_view" else module
-        whole = export_onnx(model, path.with_suffix(".whole.onnx"), skip_silence=False)
-        exports[f"{name}_int8"] = quantize_onnx(whole, path.with_suffix(".int8.onnx"), calibration)
+        exports[f"{name}_int8"] = export_int8(
+            model, path, path.with_suffix(".int8.onnx"), calibration
+        )
     figures: dict[str, Any] = {}
     for name, path in exports.items():
         figures.update(_onnx_model_figures(name, path, windows, data, cfg))

@@ -26,10 +26,10 @@ from sdc.errors import SdcError
 from sdc.models.member import Member
 
 VIEWS_IN_ONE_BATCH = 64
-"""Up to this many windows, a batch's speed views are heard in one pass: a clip's five views
-in 16.6 ms instead of 26 (`best`, one thread), the per-call overhead paid once. ONNX Runtime
-has little of it (32.2 against 32.6 ms), so an export hears the views one by one and keeps its
-smaller peak memory."""
+"""Up to this many windows, a batch's speed views are heard in one pass: a `best` clip's five
+views in 16.6 ms instead of 26 (one thread), the per-call overhead paid once; an exported graph
+always hears them in one pass (8 bits: 10.0 ms instead of 12.1), and exports in a quarter of
+the time. Larger batches hear them one by one, to bound the memory they take."""
 LEGACY_PREFIXES = ("frontend.", "net.")
 """State-dict keys of checkpoints saved before ensembles: their one member's, unprefixed."""
 
@@ -146,7 +146,8 @@ class DigitClassifier(pl.LightningModule):
         if self.speed_views is None:
             return self.hear(windows)
         views = self.speed_views(windows)
-        if torch.onnx.is_in_onnx_export() or len(windows) * len(views) > VIEWS_IN_ONE_BATCH:
+        exporting = torch.onnx.is_in_onnx_export()  # a graph's batch is any size: one pass
+        if not exporting and len(windows) * len(views) > VIEWS_IN_ONE_BATCH:
             return average_probabilities([self.hear(view) for view in views])
         heard = self.hear(torch.cat(views)).unflatten(0, (len(views), -1))
         return average_probabilities(list(heard.unbind(0)))
