@@ -253,6 +253,7 @@ def test_a_silent_window_and_training_take_the_whole_network() -> None:
     with torch.no_grad():
         whole = net.network(silent).squeeze(-1).transpose(1, 2)
         assert (net.embed(silent) - whole).abs().max() < 1e-5 * whole.abs().max()
+        assert net.embed(silent[:0]).shape == (0, *whole.shape[1:])  # an empty batch
     net.train()
     heard: list[int] = []
     net.network[0].register_forward_hook(lambda _m, args, _o: heard.append(args[0].shape[-2]))

@@ -168,9 +168,11 @@ class SpeechEmbedding(nn.Module):
         An exported graph cannot size the span from the audio, so it takes the first of
         EXPORTED_SPANS that holds the heard frames, and the whole network past them.
         """
-        floor, start, length = _heard_span(image)
         if torch.onnx.is_in_onnx_export():
-            return self._embed_exported(image, floor, start, length, EXPORTED_SPANS)
+            return self._embed_exported(image, *_heard_span(image), EXPORTED_SPANS)
+        if len(image) == 0:
+            return self.network(image).squeeze(-1).transpose(1, 2)
+        floor, start, length = _heard_span(image)
         if int(length) > image.shape[-2] // 2:  # too little quiet to pay for the bookkeeping
             return self.network(image).squeeze(-1).transpose(1, 2)
         return self._embed_span(image, floor, start, int(length))
