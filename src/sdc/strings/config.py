@@ -33,13 +33,16 @@ class StringsConfig:
     also reads its test strings as `sdc transcribe` does with it (cut at pauses), to compare."""
     final: bool = True
     """Also train on every speaker and save `model.ckpt`."""
-    strings_per_speaker: int = option(1000, above=0)
-    spoken_strings: int = option(2000, low=0)
+    strings_per_speaker: int = option(3000, above=0)
+    """Training strings joined from each training speaker's clips."""
+    spoken_strings: int = option(6000, low=0)
     """Training strings said as phrases by espeak-ng voices (the `voices` extra; 0: none).
     They run the digits together as people do, where joined recordings cannot."""
     test_strings: int = option(100, above=0)
     """Strings per test condition and fold."""
-    epochs: int = option(15, above=0)
+    epochs: int = option(5, above=0)
+    """Passes over the training strings: more strings seen fewer times beat fewer seen more
+    often at the same number of steps (docs/results.md, Digit strings)."""
     batch_size: int = option(32, above=0)
     lr: float = option(2e-3, above=0.0)
     weight_decay: float = option(1e-2, low=0.0)
