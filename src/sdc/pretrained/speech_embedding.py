@@ -152,8 +152,11 @@ class SpeechEmbedding(nn.Module):
         # Training windows are noisy or placed anywhere: little to skip, and no sync per batch.
         # A trace would keep one window's span for every window.
         if self.training or not self.skip_silence or torch.jit.is_tracing():
-            return self.network(image).squeeze(-1).transpose(1, 2)
+            return self._embed_whole(image)
         return self.embed_heard(image)
+
+    def _embed_whole(self, image: torch.Tensor) -> torch.Tensor:
+        return self.network(image).squeeze(-1).transpose(1, 2)
 
     def embed_heard(self, image: torch.Tensor) -> torch.Tensor:
         """`embed`, computed only where the image differs from its quietest value.
@@ -171,10 +174,10 @@ class SpeechEmbedding(nn.Module):
         if torch.onnx.is_in_onnx_export():
             return self._embed_exported(image, *_heard_span(image), EXPORTED_SPANS)
         if len(image) == 0:
-            return self.network(image).squeeze(-1).transpose(1, 2)
+            return self._embed_whole(image)
         floor, start, length = _heard_span(image)
         if int(length) > image.shape[-2] // 2:  # too little quiet to pay for the bookkeeping
-            return self.network(image).squeeze(-1).transpose(1, 2)
+            return self._embed_whole(image)
         return self._embed_span(image, floor, start, int(length))
 
     def _embed_exported(
@@ -187,7 +190,7 @@ class SpeechEmbedding(nn.Module):
     ) -> torch.Tensor:
         # Both branches of a condition must lay their result out alike: contiguous.
         if not spans:
-            return self.network(image).squeeze(-1).transpose(1, 2).contiguous()
+            return self._embed_whole(image).contiguous()
         return torch.cond(
             length <= spans[0],
             lambda image, floor, start: self._embed_span(
