@@ -153,76 +153,6 @@ def test_padding_is_silence_on_both_sides_of_the_window() -> None:
     assert torch.allclose(got, expected)
 
 
-# -- the pinned weights: downloaded from a local server standing in for PyPI ------------------
-
-FAKE = {"melspectrogram.onnx": b"mel graph bytes", "embedding_model.onnx": b"embedding bytes"}
-FAKE_DIGESTS = {name: hashlib.sha256(data).hexdigest() for name, data in FAKE.items()}
-
-
-def _wheel(path: Path, files: dict[str, bytes], extra: dict[str, bytes] | None = None) -> str:
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(f"{fetch.MEMBER_FOLDER}/{name}", data)
-        for name, data in (extra or {}).items():
-            archive.writestr(name, data)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _nothing_staged(cache: Path) -> bool:
-    return not [p for p in cache.iterdir() if p.name.startswith(".")] if cache.is_dir() else True
-
-
-def test_weights_are_downloaded_checked_and_only_the_two_files_taken(
-    server: tuple[Path, str], tmp_path: Path
-) -> None:
-    root, url = server
-    digest = _wheel(root / "w.whl", FAKE, extra={"../../evil.txt": b"x", "other/a.onnx": b"y"})
-    cache = tmp_path / "cache"
-    folder = fetch.weight_files(cache, f"{url}/w.whl", digest, FAKE_DIGESTS)
-    assert folder == cache / fetch.FOLDER
-    assert sorted(p.name for p in folder.iterdir()) == sorted(FAKE)
-    assert (folder / "embedding_model.onnx").read_bytes() == FAKE["embedding_model.onnx"]
-    assert not (tmp_path / "evil.txt").exists() and _nothing_staged(cache)
-    # Found in place the second time: the server is not asked again.
-    (root / "w.whl").unlink()
-    assert fetch.weight_files(cache, f"{url}/w.whl", digest, FAKE_DIGESTS) == folder
-
-
-def test_a_changed_wheel_or_member_keeps_nothing(server: tuple[Path, str], tmp_path: Path) -> None:
-    root, url = server
-    digest = _wheel(root / "w.whl", FAKE)
-    cache = tmp_path / "cache"
-    with pytest.raises(SdcError, match="SHA-256 is not"):
-        fetch.weight_files(cache, f"{url}/w.whl", "0" * 64, FAKE_DIGESTS)
-    bad = {**FAKE_DIGESTS, "melspectrogram.onnx": "f" * 64}
-    with pytest.raises(SdcError, match=r"melspectrogram\.onnx has not the pinned SHA-256"):
-        fetch.weight_files(cache, f"{url}/w.whl", digest, bad)
-    with pytest.raises(SdcError, match="the wheel has no"):
-        fetch.weight_files(cache, f"{url}/w.whl", _wheel(root / "w.whl", {}), FAKE_DIGESTS)
-    assert not (cache / fetch.FOLDER).exists() and _nothing_staged(cache)
-
-
-def test_offline_and_tampered_copies_are_one_line_errors(tmp_path: Path) -> None:
-    cache = tmp_path / "cache"
-    with pytest.raises(SdcError, match=r"without internet, put melspectrogram\.onnx"):
-        fetch.weight_files(cache, "http://127.0.0.1:9/none.whl", "0" * 64, FAKE_DIGESTS, 2.0)
-    folder = cache / fetch.FOLDER
-    folder.mkdir(parents=True)
-    for name, data in FAKE.items():
-        (folder / name).write_bytes(data)
-    assert fetch.weight_files(cache, "http://127.0.0.1:9/none.whl", "0", FAKE_DIGESTS) == folder
-    (folder / "melspectrogram.onnx").write_bytes(b"changed")
-    with pytest.raises(SdcError, match=r"onnx: SHA-256 is not .* Remove the folder"):
-        fetch.weight_files(cache, "http://127.0.0.1:9/none.whl", "0", FAKE_DIGESTS)
-    (folder / "melspectrogram.onnx").unlink()
-    with pytest.raises(SdcError, match=r"melspectrogram\.onnx: missing"):
-        fetch.weight_files(cache, "http://127.0.0.1:9/none.whl", "0", FAKE_DIGESTS)
-    assert (folder / "embedding_model.onnx").read_bytes() == FAKE["embedding_model.onnx"]
-
-
-# -- the real weights, from PyPI ---------------------------------------------------------------
-
-
 @pytest.mark.parametrize("offsets", [[0.9], [2.0], [0.0, 0.37, 1.55, 2.301], [0.013, 0.6]])
 def test_the_embedding_skips_silence_and_gives_the_same_numbers(offsets: list[float]) -> None:
     """Out of training the network runs only over the frames that hold sound, the silence
@@ -302,6 +232,76 @@ def test_the_exported_embedding_skips_silence_with_the_same_numbers(tmp_path: Pa
             whole = model.embedding.network(image).squeeze(-1).transpose(1, 2).numpy()
         got = session.run(None, {"waves": windows.numpy()})[0]
         assert np.abs(got - whole).max() < 1e-4 * np.abs(whole).max(), name
+
+
+# -- the pinned weights: downloaded from a local server standing in for PyPI ------------------
+
+FAKE = {"melspectrogram.onnx": b"mel graph bytes", "embedding_model.onnx": b"embedding bytes"}
+FAKE_DIGESTS = {name: hashlib.sha256(data).hexdigest() for name, data in FAKE.items()}
+
+
+def _wheel(path: Path, files: dict[str, bytes], extra: dict[str, bytes] | None = None) -> str:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(f"{fetch.MEMBER_FOLDER}/{name}", data)
+        for name, data in (extra or {}).items():
+            archive.writestr(name, data)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _nothing_staged(cache: Path) -> bool:
+    return not [p for p in cache.iterdir() if p.name.startswith(".")] if cache.is_dir() else True
+
+
+def test_weights_are_downloaded_checked_and_only_the_two_files_taken(
+    server: tuple[Path, str], tmp_path: Path
+) -> None:
+    root, url = server
+    digest = _wheel(root / "w.whl", FAKE, extra={"../../evil.txt": b"x", "other/a.onnx": b"y"})
+    cache = tmp_path / "cache"
+    folder = fetch.weight_files(cache, f"{url}/w.whl", digest, FAKE_DIGESTS)
+    assert folder == cache / fetch.FOLDER
+    assert sorted(p.name for p in folder.iterdir()) == sorted(FAKE)
+    assert (folder / "embedding_model.onnx").read_bytes() == FAKE["embedding_model.onnx"]
+    assert not (tmp_path / "evil.txt").exists() and _nothing_staged(cache)
+    # Found in place the second time: the server is not asked again.
+    (root / "w.whl").unlink()
+    assert fetch.weight_files(cache, f"{url}/w.whl", digest, FAKE_DIGESTS) == folder
+
+
+def test_a_changed_wheel_or_member_keeps_nothing(server: tuple[Path, str], tmp_path: Path) -> None:
+    root, url = server
+    digest = _wheel(root / "w.whl", FAKE)
+    cache = tmp_path / "cache"
+    with pytest.raises(SdcError, match="SHA-256 is not"):
+        fetch.weight_files(cache, f"{url}/w.whl", "0" * 64, FAKE_DIGESTS)
+    bad = {**FAKE_DIGESTS, "melspectrogram.onnx": "f" * 64}
+    with pytest.raises(SdcError, match=r"melspectrogram\.onnx has not the pinned SHA-256"):
+        fetch.weight_files(cache, f"{url}/w.whl", digest, bad)
+    with pytest.raises(SdcError, match="the wheel has no"):
+        fetch.weight_files(cache, f"{url}/w.whl", _wheel(root / "w.whl", {}), FAKE_DIGESTS)
+    assert not (cache / fetch.FOLDER).exists() and _nothing_staged(cache)
+
+
+def test_offline_and_tampered_copies_are_one_line_errors(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with pytest.raises(SdcError, match=r"without internet, put melspectrogram\.onnx"):
+        fetch.weight_files(cache, "http://127.0.0.1:9/none.whl", "0" * 64, FAKE_DIGESTS, 2.0)
+    folder = cache / fetch.FOLDER
+    folder.mkdir(parents=True)
+    for name, data in FAKE.items():
+        (folder / name).write_bytes(data)
+    assert fetch.weight_files(cache, "http://127.0.0.1:9/none.whl", "0", FAKE_DIGESTS) == folder
+    (folder / "melspectrogram.onnx").write_bytes(b"changed")
+    with pytest.raises(SdcError, match=r"onnx: SHA-256 is not .* Remove the folder"):
+        fetch.weight_files(cache, "http://127.0.0.1:9/none.whl", "0", FAKE_DIGESTS)
+    (folder / "melspectrogram.onnx").unlink()
+    with pytest.raises(SdcError, match=r"melspectrogram\.onnx: missing"):
+        fetch.weight_files(cache, "http://127.0.0.1:9/none.whl", "0", FAKE_DIGESTS)
+    assert (folder / "embedding_model.onnx").read_bytes() == FAKE["embedding_model.onnx"]
+
+
+# -- the real weights, from PyPI ---------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
