@@ -14,7 +14,7 @@ import torch
 from conftest import SAMPLE_RATE, digit_tone
 from sdc.errors import SdcError
 from sdc.inference.checkpoint import load_classifier, read_model_info
-from sdc.inference.recognizer import Recognizer
+from sdc.inference.recognizer import Recognizer, sound_extent
 from sdc.inference.stream import StreamListener, listen, pcm_chunks
 
 
@@ -49,6 +49,37 @@ def test_checkpoint_alone_describes_the_model(tiny_checkpoint: Path) -> None:
     assert info.frontend["n_mfcc"] == 40 and info.net["time_pooling"] == "max"
     model = load_classifier(tiny_checkpoint)
     assert not model.training and bool(model.frontend.fitted)
+
+
+def test_sound_extent_is_the_span_of_non_zero_samples() -> None:
+    windows = np.zeros((3, 100), dtype=np.float32)
+    windows[1, 40:70] = 0.5
+    windows[1, 55] = 0.0  # a zero inside the sound does not split it
+    windows[2] = np.random.default_rng(0).normal(0, 0.01, 100)
+    assert sound_extent(windows).tolist() == [0, 30, 100]
+
+
+def test_classify_groups_windows_of_like_extent_and_answers_in_order(
+    tiny_checkpoint: Path,
+) -> None:
+    """Windows go to the model sorted by sound extent (a short clip's batch stays short under
+    the silence-skipping embedding), and each answer comes back at its window's place."""
+    window = 18400
+    lengths = [9000, 1000, 8000, 2000, 0]
+    windows = np.zeros((len(lengths), window), dtype=np.float32)
+    for i, length in enumerate(lengths):
+        start = (window - length) // 2
+        windows[i, start : start + length] = (i + 1) / 10  # the window's class, as its level
+    calls: list[list[int]] = []
+
+    def backend(batch: np.ndarray) -> np.ndarray:
+        calls.append(sound_extent(batch).tolist())
+        return np.eye(10, dtype=np.float32)[np.round(batch.max(axis=1) * 10).astype(int)] * 20
+
+    info = read_model_info(tiny_checkpoint)
+    probs = Recognizer(backend, info, batch_size=2).classify(windows)
+    assert calls == [[0, 1000], [2000, 8000], [9000]]
+    assert probs.argmax(axis=1).tolist() == [1, 2, 3, 4, 0]
 
 
 class Unsafe:

@@ -74,6 +74,15 @@ class Transcript:
         return "".join(s.label for s in self.segments if s.label is not None)
 
 
+def sound_extent(windows: np.ndarray) -> np.ndarray:
+    """Samples (B,) from each window's first non-zero sample to its last: a centred clip's
+    length, a whole window once it holds noise, 0 for a silent one."""
+    sound = windows != 0
+    first = sound.argmax(axis=1)
+    last = windows.shape[1] - sound[:, ::-1].argmax(axis=1)
+    return np.where(sound.any(axis=1), last - first, 0)
+
+
 def _torch_backend(model: torch.nn.Module) -> Backend:
     import torch
 
@@ -191,13 +200,17 @@ class Recognizer:
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim != 2 or windows.shape[1] != self.window:
             raise ValueError(f"expected windows of shape (B, {self.window}), got {windows.shape}")
+        if len(windows) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        # Windows of like sound extent share a call: the embedding hears only the frames that
+        # hold sound, over the widest of its batch, so one long clip would slow the rest.
+        order = np.argsort(sound_extent(windows), kind="stable")
         logits = [
-            self.backend(np.ascontiguousarray(windows[i : i + self.batch_size]))
+            self.backend(np.ascontiguousarray(windows[order[i : i + self.batch_size]]))
             for i in range(0, len(windows), self.batch_size)
         ]
-        if not logits:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        stacked = np.concatenate(logits).astype(np.float64)
+        stacked = np.empty((len(windows), logits[0].shape[1]), dtype=np.float64)
+        stacked[order] = np.concatenate(logits)
         if not np.isfinite(stacked).all():
             # Finite audio in, so the model is broken (an export of weights gone to NaN):
             # never an answer with a NaN confidence.
