@@ -195,8 +195,8 @@ def test_a_silent_window_and_training_take_the_whole_network() -> None:
 
 def test_the_exported_embedding_skips_silence_with_the_same_numbers(tmp_path: Path) -> None:
     """An exported graph has spans of 76 and 148 frames ready and the whole network past them:
-    each gives the whole network's numbers (a short digit, a long one, one at the window's
-    edge, a window with no silence)."""
+    each gives the whole network's numbers (a short digit, a long one, one at either edge of
+    the window, a faint one, a window with no silence)."""
     ort = pytest.importorskip("onnxruntime")
 
     class Embed(nn.Module):
@@ -220,10 +220,20 @@ def test_the_exported_embedding_skips_silence_with_the_same_numbers(tmp_path: Pa
     assert any(node.op_type == "If" for node in program.model_proto.graph.node)
     program.save(str(tmp_path / "embedding.onnx"))
     session = ort.InferenceSession(str(tmp_path / "embedding.onnx"))
-    cases = {"short": (0.4, 1.3), "long": (1.0, 1.0), "edge": (0.5, 0.0), "no silence": (3.1, 0)}
-    for name, (seconds, offset) in cases.items():
+    # (seconds, where it starts, its level): the graph finds the span from the samples, and
+    # so computes the spectrum over it only; a clip so faint that silence (-100 dB) lies
+    # above its 80 dB floor.
+    cases = {
+        "short": (0.4, 1.3, 1.0),
+        "long": (1.0, 1.0, 1.0),
+        "start": (0.5, 0.0, 1.0),
+        "end": (0.5, 2.6, 1.0),
+        "faint": (0.4, 1.3, 1e-8),
+        "no silence": (3.1, 0, 1.0),
+    }
+    for name, (seconds, offset, level) in cases.items():
         windows = torch.zeros(2, 49600)
-        clip = speech_like(seconds, seed=11)
+        clip = speech_like(seconds, seed=11) * level
         start = round(offset * 16000)
         windows[:, start : start + len(clip)] = clip
         windows[1] *= 0.3
@@ -399,7 +409,8 @@ def test_a_model_on_the_embedding_trains_and_its_checkpoint_carries_the_weights(
             model, tmp_path / "model.onnx", tmp_path / "model.int8.onnx", windows.numpy()
         )
         spectrum, float_network, eight_bit = convolutions_by_kind(int8)
-        assert spectrum == 2, "the STFT's two convolutions stay in float"
+        # Two spans and the whole window each compute the STFT: its two kernels, in float.
+        assert spectrum == 6, "the STFT's convolutions stay in float"
         assert float_network == 0, "no convolution of the network is left in float"
         assert len(eight_bit) == 22, "the embedding's 20 and the head's 2 in 8 bits"
         assert sum(eight_bit.values()) > 22, "in the branches that skip silence too"

@@ -123,9 +123,10 @@ class SpeechEmbeddingFrontend(nn.Module):
         embedding = self.embedding
         if self.pad:
             windows = nn.functional.pad(windows, (self.pad, self.pad))
-        power = embedding.power(self.resample(windows))
-        if warp is not None:
-            power = warp_spectrum(power, warp)
+        waves = self.resample(windows)
+        if warp is None:
+            return embedding(waves).transpose(1, 2).unsqueeze(1)
+        power = warp_spectrum(embedding.power(waves), warp)
         return embedding.embed(embedding.log_mel(power)).transpose(1, 2).unsqueeze(1)
 
     def forward(self, windows: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:

@@ -37,6 +37,8 @@ STRIDE_FRAMES = 8
 """Frames between successive embeddings (80 ms)."""
 DIM = 96
 TOP_DB = 80.0
+MEL_FLOOR = 1e-10
+"""Mel power is floored here before the logarithm: a frame of zero samples reads -100 dB."""
 MEL_BINS = slice(2, 122)
 """The STFT bins the pinned mel filters read (62.5 Hz to 3.78 kHz); every other bin is
 weighted 0, so an exported graph computes only these (checked when the weights load)."""
@@ -136,11 +138,17 @@ class SpeechEmbedding(nn.Module):
     def log_mel(self, power: torch.Tensor) -> torch.Tensor:
         """(B, 1, 257, frames) power, or its MEL_BINS -> (B, 1, frames, 32): the network's
         input image."""
+        return self._log_mel_and_quiet(power)[0]
+
+    def _log_mel_and_quiet(self, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`log_mel`, and the value (B, 1, 1, 1) a frame of zero samples has in it."""
         filters = self.mel if power.shape[-2] == self.mel.shape[0] else self.mel[MEL_BINS]
-        mel = torch.matmul(power.transpose(-1, -2), filters).clamp_min(1e-10)
+        mel = torch.matmul(power.transpose(-1, -2), filters).clamp_min(MEL_FLOOR)
         decibels = 10.0 / math.log(10.0) * mel.log()
         floor = decibels.amax(dim=(-2, -1), keepdim=True) - TOP_DB
-        return torch.maximum(decibels, floor) / 10.0 + 2.0
+        silent = 10.0 / math.log(10.0) * torch.full_like(floor, MEL_FLOOR).log()
+        quiet = torch.maximum(silent, floor) / 10.0 + 2.0
+        return torch.maximum(decibels, floor) / 10.0 + 2.0, quiet
 
     def embed(self, log_mel: torch.Tensor) -> torch.Tensor:
         """(B, 1, frames, 32) -> (B, steps, 96).
@@ -150,8 +158,10 @@ class SpeechEmbedding(nn.Module):
         """
         image = log_mel.contiguous(memory_format=torch.channels_last)
         # Training windows are noisy or placed anywhere: little to skip, and no sync per batch.
-        # A trace would keep one window's span for every window.
-        if self.training or not self.skip_silence or torch.jit.is_tracing():
+        # A trace would keep one window's span for every window; an export skips silence from
+        # the samples (`forward`).
+        exporting = torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+        if self.training or not self.skip_silence or exporting:
             return self._embed_whole(image)
         return self.embed_heard(image)
 
@@ -168,11 +178,8 @@ class SpeechEmbedding(nn.Module):
         the network runs over the frames that hold sound plus what they reach. A centred FSDD
         digit holds about 40 of a 3.1 s window's 307 frames.
 
-        An exported graph cannot size the span from the audio, so it takes the first of
-        EXPORTED_SPANS that holds the heard frames, and the whole network past them.
+        An exported graph does the same from the samples (`forward`).
         """
-        if torch.onnx.is_in_onnx_export():
-            return self._embed_exported(image, *_heard_span(image), EXPORTED_SPANS)
         if len(image) == 0:
             return self._embed_whole(image)
         floor, start, length = _heard_span(image)
@@ -180,39 +187,22 @@ class SpeechEmbedding(nn.Module):
             return self._embed_whole(image)
         return self._embed_span(image, floor, start, int(length))
 
-    def _embed_exported(
-        self,
-        image: torch.Tensor,
-        floor: torch.Tensor,
-        start: torch.Tensor,
-        length: torch.Tensor,
-        spans: tuple[int, ...],
-    ) -> torch.Tensor:
-        # Both branches of a condition must lay their result out alike: contiguous.
-        if not spans:
-            return self._embed_whole(image).contiguous()
-        return torch.cond(
-            length <= spans[0],
-            lambda image, floor, start: self._embed_span(
-                image, floor, start, spans[0]
-            ).contiguous(),
-            lambda image, floor, start: self._embed_exported(
-                image, floor, start, length, spans[1:]
-            ),
-            (image, floor, start),
-        )
-
     def _embed_span(
         self, image: torch.Tensor, floor: torch.Tensor, start: torch.Tensor, length: int
     ) -> torch.Tensor:
         """The network over frames [start, start + length) (`_heard_span`), and the quiet
         column everywhere else."""
-        frames = image.shape[-2]
-        quiet = floor.expand(-1, -1, 1, image.shape[-1])  # (B, 1, 1, 32): the quiet column
+        quiet = floor.expand(-1, -1, 1, image.shape[-1])
         # Quiet frames on both sides, so that a span reaching past the image is still inside.
         padded = _beside(quiet, image, STRIDE_FRAMES, length)
         span = torch.arange(length, device=image.device) + (start + STRIDE_FRAMES)
-        x = padded.index_select(2, span)
+        return self._embed_frames(padded.index_select(2, span), quiet, start, image.shape[-2])
+
+    def _embed_frames(
+        self, x: torch.Tensor, quiet: torch.Tensor, start: torch.Tensor, frames: int
+    ) -> torch.Tensor:
+        """The network over `x` (B, 1, length, 32), frames start, start + 1, ... of an image of
+        `frames` frames that is the quiet column (B, 1, 1, 32) everywhere else."""
         for module in self.network:  # x holds positions start, start + 1, ... of each layer
             if isinstance(module, nn.Conv2d):
                 reach = module.kernel_size[0] - 1  # outputs the span reaches, on each side
@@ -229,12 +219,42 @@ class SpeechEmbedding(nn.Module):
             else:  # activations and pooling over the bands: column by column
                 x, quiet = module(x), module(quiet)
         steps = (frames - CONTEXT_FRAMES) // STRIDE_FRAMES + 1
-        position = torch.arange(steps, device=image.device) - start  # of each step in x
+        position = torch.arange(steps, device=x.device) - start  # of each step in x
         inside = ((position >= 0) & (position < x.shape[-2])).view(1, 1, -1, 1)
         heard = x.index_select(2, position.clamp(0, x.shape[-2] - 1))
         return torch.where(inside, heard, quiet).squeeze(-1).transpose(1, 2)
 
+    def _exported(self, waves: torch.Tensor, spans: tuple[int, ...]) -> torch.Tensor:
+        """`forward` in an exported graph: the first of `spans` (frames) that holds every frame
+        that reads a sample that is not zero, else the whole window. The STFT, as costly as
+        the network over 76 frames, is then computed over the span only."""
+        if not spans:
+            image = self.log_mel(self.exported_power(waves))
+            return self._embed_whole(image.contiguous(memory_format=torch.channels_last))
+        start, length = _sounding_span(waves)
+        # Both branches of a condition must lay their result out alike: contiguous.
+        return torch.cond(
+            length <= spans[0],
+            lambda waves, start: self._exported_span(waves, start, spans[0]).contiguous(),
+            lambda waves, start: self._exported(waves, spans[1:]).contiguous(),
+            (waves, start),
+        )
+
+    def _exported_span(self, waves: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
+        """The embedding from frames [start, start + length) alone, their samples gathered
+        from the waves with zeros beyond them."""
+        frames = (waves.shape[-1] - N_FFT) // HOP + 1
+        before = STRIDE_FRAMES * HOP  # a span starts at most 7 frames before the first
+        padded = nn.functional.pad(waves, (before, length * HOP + N_FFT))
+        samples = torch.arange((length - 1) * HOP + N_FFT, device=waves.device)
+        segment = padded.index_select(1, samples + (start * HOP + before))
+        image, quiet = self._log_mel_and_quiet(self.exported_power(segment))
+        image = image.contiguous(memory_format=torch.channels_last)
+        return self._embed_frames(image, quiet.expand(-1, -1, 1, N_MELS), start, frames)
+
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export() and self.skip_silence:
+            return self._exported(waves, EXPORTED_SPANS)
         return self.embed(self.log_mel(self.power(waves)))
 
     def convolutions(self) -> list[nn.Conv2d]:
@@ -287,8 +307,8 @@ SPAN_ALIGN = 4
 """`_heard_span` starts at 8k + 4 and is 8n + 4 frames long: the one alignment (mod 8) at which
 each of the network's three 2x2 poolings meets an even start and an even length."""
 EXPORTED_SPANS = (76, 148)
-"""The heard spans (frames) an exported graph has ready: they hold 96% and 99.9% of FSDD's
-clips, centred, over all five of `best`'s speed views. Shorter ones saved little more (one
+"""The spans (frames) an exported graph has ready: they hold 96% and 99.9% of FSDD's clips,
+centred, over all five of `best`'s speed views. Shorter ones saved little more (one
 clip: 14.5 against 15.9 ms with 60 frames too, float) and each adds a copy of the network."""
 
 
@@ -321,6 +341,27 @@ def _heard_span(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
     start = (first - SPAN_ALIGN).div(8, rounding_mode="floor") * 8 + SPAN_ALIGN
     length = (stop - start - SPAN_ALIGN + 7).div(8, rounding_mode="floor") * 8 + SPAN_ALIGN
     return floor, start, length
+
+
+def _sounding_span(waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_heard_span`'s first frame and length from the samples: the frames whose analysis
+    window reads a sample that is not zero in any wave of the batch (every other frame is
+    silent, so at the floor), aligned alike."""
+    samples = waves.shape[-1]
+    frames = (samples - N_FFT) // HOP + 1
+    sound = (waves != 0).any(dim=0)
+    index = torch.arange(samples, device=waves.device)
+    first_sample = torch.where(sound, index, samples).amin(dim=0)
+    stop_sample = torch.where(sound, index + 1, 0).amax(dim=0)
+    # Frame j reads samples [j * HOP + WINDOW_TAPS.start, j * HOP + WINDOW_TAPS.stop).
+    first = ((first_sample - WINDOW_TAPS.stop).div(HOP, rounding_mode="floor") + 1).clamp_min(0)
+    stop = (stop_sample - 1 - WINDOW_TAPS.start).div(HOP, rounding_mode="floor") + 1
+    silent = first_sample >= stop_sample
+    first = torch.where(silent, frames // 2, first)  # none heard: any frame will do
+    stop = torch.where(silent, first + 1, stop.clamp_max(frames))
+    start = (first - SPAN_ALIGN).div(8, rounding_mode="floor") * 8 + SPAN_ALIGN
+    length = (stop - start - SPAN_ALIGN + 7).div(8, rounding_mode="floor") * 8 + SPAN_ALIGN
+    return start, length
 
 
 def _beside(column: torch.Tensor, x: torch.Tensor, left: int, right: int) -> torch.Tensor:
