@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from sdc.errors import SdcError
 from sdc.inference.checkpoint import load_classifier, read_checkpoint, read_model_info
 from sdc.inference.export import PARITY_TOLERANCE, export_onnx, export_torchscript, parity
 from sdc.inference.export import main as export_main
-from sdc.inference.recognizer import Recognizer
+from sdc.inference.recognizer import Recognizer, available_cores
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,6 +83,29 @@ def test_exported_logits_match_pytorch(
     # float32 STFTs (pocketfft in PyTorch, ONNX Runtime's own) round differently. Real speech
     # is broadband; the real-FSDD test holds the export to 1e-4 on the test split.
     assert np.abs(got - expected).max() < (PARITY_TOLERANCE if kind == "torchscript" else 2e-3)
+
+
+def test_an_onnx_recognizer_runs_a_batch_per_worker_with_the_same_answers(
+    exported: dict[str, Path], tiny_checkpoint: Path, tiny_fsdd: Path
+) -> None:
+    """`sdc predict`'s ONNX recognizer runs one batch per core at once; a server's, with one
+    worker, runs them in turn: the same probabilities, in the windows' order."""
+    windows, _ = dataset_windows(tiny_fsdd, load_classifier(tiny_checkpoint).window)
+    windows = np.concatenate([windows.numpy()] * 3)  # several batches of 8
+    alone = Recognizer.from_onnx(exported["onnx"], workers=1)
+    side_by_side = Recognizer.from_onnx(exported["onnx"], workers=2)
+    threads: set[str] = set()
+    backend = side_by_side.backend
+
+    def recording(batch: np.ndarray) -> np.ndarray:
+        threads.add(threading.current_thread().name)
+        return backend(batch)
+
+    side_by_side.backend = recording
+    expected = alone.classify(windows)
+    assert np.abs(side_by_side.classify(windows) - expected).max() < 1e-6
+    assert len(threads) == 2 and all(t.startswith("sdc-classify") for t in threads)
+    assert Recognizer.from_onnx(exported["onnx"]).workers == available_cores()
 
 
 def test_export_command_checks_parity_and_reports_bad_checkpoints(

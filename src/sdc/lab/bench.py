@@ -322,7 +322,7 @@ def _onnx_model_figures(
         return session.run(None, {input_name: batch.numpy()})[0].argmax(axis=-1)
 
     out = {f"{name}_{k}": v for k, v in _latency(run, windows, cfg).items()}
-    # Recognizer's session uses every core, as `sdc predict` does.
+    # Recognizer runs a batch on each core at once, as `sdc predict` does.
     batched = _classify_in_batches(Recognizer.from_onnx(path), data, cfg.bench.inference_batch)
     batched()
     out[f"{name}_batched_clips_per_s"] = len(data) / _best_of(cfg.bench.repeats, batched)

@@ -73,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"sdc serve needs the serve extra ({err}): pip install 'sdc[serve]'"
             ) from None
         args = parse_args(argv)
-        recognizer = Recognizer.load(args.model, threshold=args.threshold)
+        # Requests run side by side in the server's own threads (--workers); each uses every core.
+        recognizer = Recognizer.load(args.model, threshold=args.threshold, workers=1)
         limits = ServiceLimits(args.max_mb, args.max_seconds, args.workers, args.max_pending)
         app = create_app(recognizer, args.model, limits)
     print(f"sdc serve: {args.model} on http://{args.host}:{args.port}/", file=sys.stderr)
