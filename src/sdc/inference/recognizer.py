@@ -41,7 +41,8 @@ INFERENCE_BATCH = 8
 """Windows classified per call. The embedding recipe's activations grow with the batch, and
 ONNX Runtime keeps its peak: `sdc predict best.onnx` of 1,000 clips peaked at 2.3 GB with 64
 and 0.41 GB with 8, at the same clips per second (0.21 GB with 8 once exports skipped the
-silence around each digit); the small CNN is about 7% slower with 8."""
+silence around each digit, 0.31 GB with a batch per core at once); the small CNN is about 7%
+slower with 8."""
 EXPORT_SUFFIXES = (".onnx", ".pt", ".ts")
 """Exported models (ONNX, TorchScript); anything else is read as a checkpoint."""
 SEGMENT_PADDING_SECONDS = 0.05
@@ -149,9 +150,9 @@ class Recognizer:
         cls, path: str | Path, workers: int | None = None, **kwargs: object
     ) -> Recognizer:
         """An ONNX export under ONNX Runtime. With `workers` > 1 (default: one per core), that
-        many batches run at once, each on one thread: 2 batches of `best` on 2 cores gave
-        1.3-1.4x the clips per second of one batch on both cores, and steadily (docs/using-a-
-        model.md). With 1, a batch uses every core, as a server's single worker wants."""
+        many batches run at once, each on one thread: on 2 cores, 1.1-1.3 times the clips per
+        second of one batch over both, without its slow runs (docs/using-a-model.md). With 1,
+        a batch uses every core, as a server's single worker wants."""
         try:
             import onnxruntime as ort
         except ImportError:
