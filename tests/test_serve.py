@@ -253,6 +253,18 @@ def test_bad_command_lines_are_one_line(args: list[str], words: str) -> None:
     assert result.stderr.count("\n") == 1 and words in result.stderr
 
 
+def test_an_onnx_model_is_served_by_a_worker_per_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each inference of an ONNX model runs on one thread, one per core; PyTorch spreads one
+    inference over every core, so one worker; never more workers than places."""
+    from sdc.serve import main as serve_main
+
+    monkeypatch.setattr(serve_main, "available_cores", lambda: 4)
+    assert serve_main.parse_args(["m.onnx"]).workers == 4
+    assert serve_main.parse_args(["m.onnx", "--max-pending", "3"]).workers == 3
+    assert serve_main.parse_args(["m.ckpt"]).workers == 1
+    assert serve_main.parse_args(["m.onnx", "--workers", "2"]).workers == 2
+
+
 def test_a_taken_port_is_one_line(onnx_model: Path) -> None:
     import socket
 

@@ -172,7 +172,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=positive_int, default=8, help="concurrent clients")
     parser.add_argument("--seconds", type=positive_float, default=20.0, help="how long to load")
     parser.add_argument("--clip", type=Path, help="the audio each request sends (default: a tone)")
-    parser.add_argument("--workers", type=positive_int, default=1, help="sdc serve --workers")
+    parser.add_argument(
+        "--workers", type=positive_int, help="sdc serve --workers (default: sdc serve's)"
+    )
     parser.add_argument("--json", type=output_file, help="also write the figures as JSON here")
     return parser.parse_args(argv)
 
@@ -185,9 +187,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.clip is not None and not args.clip.is_file():
             raise SdcError(f"{args.clip}: no such audio file")
         clip = args.clip.read_bytes() if args.clip else _default_clip()
-        result = run_load(
-            args.model, args.clients, args.seconds, clip, ["--workers", str(args.workers)]
-        )
+        workers = [] if args.workers is None else ["--workers", str(args.workers)]
+        result = run_load(args.model, args.clients, args.seconds, clip, workers)
         print(f"{HEADER}\n{markdown_row(result)}\n\nmachine: {result.machine}")
         if args.json:
             write_text(args.json, json.dumps(asdict(result), indent=2) + "\n")

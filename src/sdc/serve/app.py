@@ -43,7 +43,8 @@ class ServiceLimits:
     max_seconds: float = 60.0
     """Longest audio, in seconds, after decoding."""
     workers: int = 1
-    """Inference threads; each already uses every core (ONNX Runtime, torch)."""
+    """Inference threads. `sdc serve` gives an ONNX model one per core, and its recognizer then
+    runs each inference on one thread."""
     max_pending: int = 16
     """Requests admitted at once (running or queued); one more gets 503 and Retry-After."""
 
