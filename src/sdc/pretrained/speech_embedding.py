@@ -139,17 +139,15 @@ class SpeechEmbedding(nn.Module):
     def log_mel(self, power: torch.Tensor) -> torch.Tensor:
         """(B, 1, 257, frames) power, or its MEL_BINS -> (B, 1, frames, 32): the network's
         input image."""
-        return self._log_mel_and_quiet(power)[0]
+        return self._log_mel_and_floor(power)[0]
 
-    def _log_mel_and_quiet(self, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`log_mel`, and the value (B, 1, 1, 1) a frame of zero samples has in it."""
+    def _log_mel_and_floor(self, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`log_mel`, and each clip's floor (B, 1, 1, 1) in dB, TOP_DB below its loudest."""
         filters = self.mel if power.shape[-2] == self.mel.shape[0] else self.mel[MEL_BINS]
         mel = torch.matmul(power.transpose(-1, -2), filters).clamp_min(MEL_FLOOR)
         decibels = 10.0 / math.log(10.0) * mel.log()
         floor = decibels.amax(dim=(-2, -1), keepdim=True) - TOP_DB
-        silent = 10.0 / math.log(10.0) * torch.full_like(floor, MEL_FLOOR).log()
-        quiet = torch.maximum(silent, floor) / 10.0 + 2.0
-        return torch.maximum(decibels, floor) / 10.0 + 2.0, quiet
+        return torch.maximum(decibels, floor) / 10.0 + 2.0, floor
 
     def embed(self, log_mel: torch.Tensor) -> torch.Tensor:
         """(B, 1, frames, 32) -> (B, steps, 96).
@@ -249,8 +247,11 @@ class SpeechEmbedding(nn.Module):
         padded = nn.functional.pad(waves, (before, length * HOP + N_FFT))
         samples = torch.arange((length - 1) * HOP + N_FFT, device=waves.device)
         segment = padded.index_select(1, samples + (start * HOP + before))
-        image, quiet = self._log_mel_and_quiet(self.exported_power(segment))
+        image, floor = self._log_mel_and_floor(self.exported_power(segment))
         image = image.contiguous(memory_format=torch.channels_last)
+        # A frame of zero samples, as `log_mel` makes it: MEL_FLOOR in dB, or the clip's floor.
+        silent = 10.0 / math.log(10.0) * torch.full_like(floor, MEL_FLOOR).log()
+        quiet = torch.maximum(silent, floor) / 10.0 + 2.0
         return self._embed_frames(image, quiet.expand(-1, -1, 1, N_MELS), start, frames)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
