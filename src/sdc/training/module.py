@@ -202,7 +202,7 @@ class DigitClassifier(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         windows, labels = batch
-        # One hearing: the views would cost five times as long and are not what picks the
+        # One hearing: the views would cost a hearing each and are not what picks the
         # epoch (a run with them selects the weights a run without them selects).
         logits = self.hear(windows)
         self.val_acc(logits, labels)
