@@ -310,8 +310,9 @@ SPAN_ALIGN = 4
 each of the network's three 2x2 poolings meets an even start and an even length."""
 EXPORTED_SPANS = (76, 148)
 """The spans (frames) an exported graph has ready: they hold 96% and 99.9% of FSDD's clips,
-centred, over all five of `best`'s speed views. Shorter ones saved little more (one
-clip: 14.5 against 15.9 ms with 60 frames too, float) and each adds a copy of the network."""
+centred, over five speed views (0.925-1.075, `best`'s two among them). Shorter ones saved
+little more (one clip: 14.5 against 15.9 ms with 60 frames too, float) and each adds a copy of
+the network."""
 
 
 @contextmanager

@@ -26,8 +26,8 @@ from sdc.errors import SdcError
 from sdc.models.member import Member
 
 VIEWS_IN_ONE_BATCH = 16
-"""Up to this many windows, a batch's speed views are heard in one pass: a `best` clip's five
-views in 16.6 ms instead of 26 (one thread), the per-call overhead paid once; an exported graph
+"""Up to this many windows, a batch's speed views are heard in one pass: a clip's five views
+in 16.6 ms instead of 26 (one thread), the per-call overhead paid once; an exported graph
 always hears them in one pass (8 bits: 10.0 ms instead of 12.1), and exports in a quarter of
 the time. Larger batches hear them one by one: `sdc predict` of 1,000 clips in batches of 8
 took 16.2 s and 1.0 GB that way, 17.3 s and 1.14 GB in one pass."""
