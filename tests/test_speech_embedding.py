@@ -19,6 +19,7 @@ from sdc.inference.checkpoint import load_classifier
 from sdc.pretrained import fetch
 from sdc.pretrained.speech_embedding import (
     CONTEXT_FRAMES,
+    EXPORTED_SPANS,
     HOP,
     MEL_BINS,
     N_FFT,
@@ -194,9 +195,9 @@ def test_a_silent_window_and_training_take_the_whole_network() -> None:
 
 
 def test_the_exported_embedding_skips_silence_with_the_same_numbers(tmp_path: Path) -> None:
-    """An exported graph has spans of 76 and 148 frames ready and the whole network past them:
-    each gives the whole network's numbers (a short digit, a long one, one at either edge of
-    the window, a faint one, a window with no silence)."""
+    """An exported graph has spans of 60, 76 and 148 frames ready and the whole network past
+    them: each gives the whole network's numbers (a short digit, a middling one, a long one,
+    one at either edge of the window, a faint one, a window with no silence)."""
     ort = pytest.importorskip("onnxruntime")
 
     class Embed(nn.Module):
@@ -225,6 +226,7 @@ def test_the_exported_embedding_skips_silence_with_the_same_numbers(tmp_path: Pa
     # above its 80 dB floor.
     cases = {
         "short": (0.4, 1.3, 1.0),
+        "middling": (0.65, 1.2, 1.0),
         "long": (1.0, 1.0, 1.0),
         "start": (0.5, 0.0, 1.0),
         "end": (0.5, 2.6, 1.0),
@@ -404,13 +406,14 @@ def test_a_model_on_the_embedding_trains_and_its_checkpoint_carries_the_weights(
     assert torch.allclose(logits, fused, atol=1e-4)
     onnx = Recognizer.load(export_onnx(model, tmp_path / "model.onnx"))
     assert np.abs(onnx.backend(windows.numpy()) - logits.numpy()).max() < 2e-3
+    assert weights_are_local(tmp_path / "model.onnx"), "ONNX Runtime can reorder them"
     if finetune_layers == 0:  # one 8-bit copy is enough
         int8 = export_int8(
             model, tmp_path / "model.onnx", tmp_path / "model.int8.onnx", windows.numpy()
         )
         spectrum, float_network, eight_bit = convolutions_by_kind(int8)
-        # Two spans and the whole window each compute the STFT: its two kernels, in float.
-        assert spectrum == 6, "the STFT's convolutions stay in float"
+        # Each span and the whole window compute the STFT: its two kernels, in float.
+        assert spectrum == 2 * (len(EXPORTED_SPANS) + 1), "the STFT's convolutions stay in float"
         assert float_network == 0, "no convolution of the network is left in float"
         assert len(eight_bit) == 22, "the embedding's 20 and the head's 2 in 8 bits"
         assert sum(eight_bit.values()) > 22, "in the branches that skip silence too"
@@ -431,11 +434,11 @@ def convolutions_by_kind(path: Path) -> tuple[int, int, dict[str, int]]:
     from sdc.inference.quantize import weight_sources
 
     main = onnx.load(str(path)).graph
-    initializers = {i.name for i in main.initializer}
     spectrum, float_network, eight_bit = 0, 0, {}
 
     def count(graph: onnx.GraphProto) -> None:
         nonlocal spectrum, float_network
+        initializers = {i.name for i in graph.initializer}
         producers = {output: node for node in graph.node for output in node.output}
         sources = weight_sources(graph)
         for node in graph.node:
@@ -454,6 +457,23 @@ def convolutions_by_kind(path: Path) -> tuple[int, int, dict[str, int]]:
 
     count(main)
     return spectrum, float_network, eight_bit
+
+
+def weights_are_local(path: Path) -> bool:
+    """Whether every convolution of the ONNX model at `path`, in whichever of its graphs, reads
+    its weight from that graph: an initializer of its own or a node beside it."""
+    import onnx
+
+    from sdc.inference.onnx_graph import all_graphs
+
+    graphs = list(all_graphs(onnx.load(str(path)).graph))
+    assert len(graphs) > 1, "the export has branches"
+    for graph in graphs:
+        local = {i.name for i in graph.initializer}
+        local |= {output for node in graph.node for output in node.output}
+        if any(n.op_type == "Conv" and n.input[1] not in local for n in graph.node):
+            return False
+    return True
 
 
 # -- fine-tuning the embedding's top ------------------------------------------------------------

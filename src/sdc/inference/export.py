@@ -26,6 +26,7 @@ from sdc.cli import ArgumentParser, output_file, user_errors
 from sdc.errors import SdcError
 from sdc.inference.checkpoint import load_classifier
 from sdc.inference.model_info import METADATA_KEY, ModelInfo
+from sdc.inference.onnx_graph import localize_initializers, strip_node_metadata
 from sdc.inference.recognizer import Recognizer
 from sdc.pretrained.speech_embedding import whole_network
 
@@ -39,7 +40,8 @@ def _info(model: torch.nn.Module) -> ModelInfo:
 
 
 def export_onnx(model: torch.nn.Module, path: str | Path, skip_silence: bool = True) -> Path:
-    """Write `model` (a `DigitClassifier`) as ONNX and check it with `onnx.checker`.
+    """Write `model` (a `DigitClassifier`) as ONNX and check it with `onnx.checker`, tidied
+    for ONNX Runtime (`sdc.inference.onnx_graph`).
 
     `skip_silence=False`: a speech embedding runs its whole network, without the conditional
     branches that skip silence, as an 8-bit copy needs (`quantize_onnx`)."""
@@ -66,6 +68,8 @@ def export_onnx(model: torch.nn.Module, path: str | Path, skip_silence: bool = T
             verbose=False,
         )
     proto = program.model_proto
+    strip_node_metadata(proto.graph)
+    localize_initializers(proto.graph)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, _info(model).to_json()
     onnx.checker.check_model(proto, full_check=True)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sdc.errors import SdcError
+from sdc.inference.onnx_graph import all_graphs, localize_initializers
 from sdc.inference.predict import AUDIO_SUFFIXES
 from sdc.inference.recognizer import Recognizer
 
@@ -136,7 +137,9 @@ def carry_quantization(quantized: Path, skipping: Path, target: Path) -> Path:
     ranges = _calibrated_ranges(source)
     eight_bit = {i.name: numpy_helper.to_array(i) for i in source.initializer}
     model = onnx.load(str(skipping))
-    floats = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    floats = {
+        i.name: numpy_helper.to_array(i) for g in all_graphs(model.graph) for i in g.initializer
+    }
     added: dict[str, onnx.TensorProto] = {}
 
     def constant(name: str, value: np.ndarray) -> str:
@@ -206,6 +209,7 @@ def carry_quantization(quantized: Path, skipping: Path, target: Path) -> Path:
     if count == 0:
         raise SdcError(f"{skipping}: no convolution that {quantized} has in 8 bits")
     model.graph.initializer.extend(added.values())
+    localize_initializers(model.graph)  # into the branches that read them; float weights out
     onnx.checker.check_model(model)
     onnx.save(model, str(target))
     return target

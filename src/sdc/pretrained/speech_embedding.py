@@ -308,11 +308,11 @@ class SpeechEmbedding(nn.Module):
 SPAN_ALIGN = 4
 """`_heard_span` starts at 8k + 4 and is 8n + 4 frames long: the one alignment (mod 8) at which
 each of the network's three 2x2 poolings meets an even start and an even length."""
-EXPORTED_SPANS = (76, 148)
-"""The spans (frames) an exported graph has ready: they hold 96% and 99.9% of FSDD's clips,
-centred, over five speed views (0.925-1.075, `best`'s two among them). Shorter ones saved
-little more (one clip: 14.5 against 15.9 ms with 60 frames too, float) and each adds a copy of
-the network."""
+EXPORTED_SPANS = (60, 76, 148)
+"""The spans (frames) an exported graph has ready: they hold 81%, 96% and 99.9% of FSDD's clips,
+centred, heard at `best`'s speeds (the same at five, 0.925-1.075). A 60-frame span took `best`'s
+export from 382 to 425 clips/s (2-core VM); 52 or 68 frames as well gained nothing, and each
+span adds a copy of the network."""
 
 
 @contextmanager
