@@ -2,7 +2,7 @@
 
 ONNX Runtime's static quantization (QDQ, int8 weights per output channel, uint8 activations)
 runs the speech embedding and the head's convolutions in 8 bits, which on a 2-core AVX-512 CPU
-takes a single hearing of `best` from 3.2 to 2.0 ms. The resampler and the STFT stay in float:
+takes a single hearing of `best` from 2.5 to 1.7 ms. The resampler and the STFT stay in float:
 8 bits cannot hold the 80 dB the log-mel spectrum spans. Activation ranges are calibrated on
 real recordings placed in the window as inference places them; per-tensor weights cost 2.6
 points on a held-out speaker against 0.4 per channel (docs/using-a-model.md).
