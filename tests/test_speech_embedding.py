@@ -16,6 +16,7 @@ from torch import nn
 from sdc.audio.embedding import SpeechEmbeddingFrontend
 from sdc.errors import SdcError
 from sdc.inference.checkpoint import load_classifier
+from sdc.inference.onnx_graph import all_graphs
 from sdc.pretrained import fetch
 from sdc.pretrained.speech_embedding import (
     CONTEXT_FRAMES,
@@ -433,18 +434,12 @@ def convolutions_by_kind(path: Path) -> tuple[int, int, dict[str, int]]:
 
     from sdc.inference.quantize import weight_sources
 
-    main = onnx.load(str(path)).graph
     spectrum, float_network, eight_bit = 0, 0, {}
-
-    def count(graph: onnx.GraphProto) -> None:
-        nonlocal spectrum, float_network
+    for graph in all_graphs(onnx.load(str(path)).graph):
         initializers = {i.name for i in graph.initializer}
         producers = {output: node for node in graph.node for output in node.output}
         sources = weight_sources(graph)
         for node in graph.node:
-            for attribute in node.attribute:
-                if attribute.type == onnx.AttributeProto.GRAPH:
-                    count(attribute.g)
             if node.op_type != "Conv":
                 continue
             weight = producers.get(node.input[1])
@@ -454,8 +449,6 @@ def convolutions_by_kind(path: Path) -> tuple[int, int, dict[str, int]]:
                 spectrum += 1
             elif node.input[1] in initializers and node.input[1].endswith(".weight"):
                 float_network += 1  # (the silence's one-column convolutions read their sums)
-
-    count(main)
     return spectrum, float_network, eight_bit
 
 
@@ -463,8 +456,6 @@ def weights_are_local(path: Path) -> bool:
     """Whether every convolution of the ONNX model at `path`, in whichever of its graphs, reads
     its weight from that graph: an initializer of its own or a node beside it."""
     import onnx
-
-    from sdc.inference.onnx_graph import all_graphs
 
     graphs = list(all_graphs(onnx.load(str(path)).graph))
     assert len(graphs) > 1, "the export has branches"
