@@ -26,6 +26,7 @@ from sdc.pretrained.speech_embedding import (
     N_FFT,
     STRIDE_FRAMES,
     SpeechEmbedding,
+    _length_groups,
     check_front_end,
     windowed_dft,
 )
@@ -157,7 +158,7 @@ def test_padding_is_silence_on_both_sides_of_the_window() -> None:
 
 @pytest.mark.parametrize("offsets", [[0.9], [2.0], [0.0, 0.37, 1.55, 2.301], [0.013, 0.6]])
 def test_the_embedding_skips_silence_and_gives_the_same_numbers(offsets: list[float]) -> None:
-    """Out of training the network runs only over the frames that hold sound, the silence
+    """The network runs only over the frames that hold sound, the silence
     around them computed once per layer: the same numbers as the whole window, wherever the
     clips sit (odd frame offsets, the window's edges, clips of one batch apart)."""
     net = stand_in(SpeechEmbedding()).eval()
@@ -179,20 +180,67 @@ def test_the_embedding_skips_silence_and_gives_the_same_numbers(offsets: list[fl
         assert heard[-1] < 100 < image.shape[-2]
 
 
-def test_a_silent_window_and_training_take_the_whole_network() -> None:
+def test_a_silent_window_takes_the_whole_network() -> None:
     net = stand_in(SpeechEmbedding()).eval()
     silent = net.log_mel(net.power(torch.zeros(2, 49600)))
     with torch.no_grad():
         whole = net.network(silent).squeeze(-1).transpose(1, 2)
         assert (net.embed(silent) - whole).abs().max() < 1e-5 * whole.abs().max()
         assert net.embed(silent[:0]).shape == (0, *whole.shape[1:])  # an empty batch
+
+
+def test_training_skips_silence_with_the_same_numbers_and_gradients() -> None:
+    """Training windows hold clips anywhere, some under noise over the whole window: the clips
+    in silence share a span as long as the longest of them, the noisy ones run the whole
+    network, and the fine-tuned layers get the whole network's gradients."""
+    net = stand_in(SpeechEmbedding())
+    net.unfreeze_last(10)
     net.train()
-    heard: list[int] = []
-    net.network[0].register_forward_hook(lambda _m, args, _o: heard.append(args[0].shape[-2]))
-    with torch.no_grad():
-        wave = torch.nn.functional.pad(speech_like(0.5, seed=9), (0, 40000)).unsqueeze(0)
-        net.embed(net.log_mel(net.power(wave)))
-    assert heard == [(40000 + 8000 - N_FFT) // HOP + 1]
+    generator = torch.Generator().manual_seed(3)
+    windows = torch.zeros(6, 49600)  # 3.1 s at 16 kHz
+    for row in range(6):
+        clip = speech_like(0.4 + 0.1 * row, seed=20 + row)
+        start = int(torch.randint(0, windows.shape[1] - len(clip), (), generator=generator))
+        windows[row, start : start + len(clip)] = clip
+    windows[[1, 4], 6400:-6400] += 0.01 * torch.randn(2, 36800, generator=generator)
+    image = net.log_mel(net.power(windows))
+    weights = torch.randn(6, SpeechEmbedding.steps(49600), 96, generator=generator)
+    lengths: list[int] = []
+    net.network[0].register_forward_hook(lambda _m, args, _o: lengths.append(args[0].shape[-2]))
+
+    def embedding_and_gradients(skip_silence: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        net.zero_grad()
+        net.skip_silence = skip_silence
+        out = net.embed(image)
+        (out * weights).sum().backward()
+        return out.detach(), [conv.weight.grad.clone() for conv in net.convolutions()[-10:]]
+
+    skipping, skipping_grads = embedding_and_gradients(True)
+    assert len(lengths) == 2  # two groups: the noisy clips whole, the others a span
+    assert max(lengths) == image.shape[-2] and min(lengths) < 150
+    whole, whole_grads = embedding_and_gradients(False)
+    assert whole.abs().max() > 0.1
+    assert (skipping - whole).abs().max() < 1e-5 * whole.abs().max()
+    for got, expected in zip(skipping_grads, whole_grads, strict=True):
+        assert expected.abs().max() > 0
+        assert (got - expected).abs().max() < 1e-4 * expected.abs().max()
+
+
+@pytest.mark.parametrize(
+    ("lengths", "groups"),
+    [
+        ([36, 44, 36], [[0, 1, 2]]),  # alike: one group
+        ([236, 28, 236, 44], [[1, 3], [0, 2]]),  # in silence, and noisy
+        ([60, 68, 236], [[0, 1], [2]]),
+        ([120, 128, 140], [[0, 1, 2]]),  # a split that saves too little
+    ],
+)
+def test_clips_are_grouped_by_the_span_they_need(
+    lengths: list[int], groups: list[list[int]]
+) -> None:
+    got = _length_groups(lengths, frames=307)
+    assert [sorted(group) for group, _ in got] == groups
+    assert [span for _, span in got] == [max(lengths[i] for i in g) for g in groups]
 
 
 def test_the_exported_embedding_skips_silence_with_the_same_numbers(tmp_path: Path) -> None:
