@@ -6,9 +6,15 @@ import pytest
 import torch
 
 from sdc.audio.features import MfccFrontend
-from sdc.audio.vtlp import VtlpConfig, draw_factors, warp_spectrum
+from sdc.audio.vtlp import VtlpConfig, draw_factors, warp_filters
 
 BINS = 129
+
+
+def warp_spectrum(power: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """The warped spectrum itself (B, 1, BINS, frames): what identity filters read."""
+    filters = warp_filters(torch.eye(power.shape[-2]), factors).unsqueeze(1)
+    return torch.matmul(power.transpose(-1, -2), filters).transpose(-1, -2)
 
 
 def peaked(at: int) -> torch.Tensor:
@@ -33,6 +39,19 @@ def test_factor_one_is_the_identity_and_the_nyquist_bin_stays() -> None:
     assert torch.allclose(warped[:, :, 0], power[:, :, 0], atol=1e-6)
     # Each clip is warped by its own factor.
     assert not torch.allclose(warped[0], warped[2])
+
+
+def test_warped_filters_read_the_warped_spectrum() -> None:
+    """Filters warped per clip, applied to the spectrum, equal the filters applied to the
+    warped spectrum."""
+    torch.manual_seed(1)
+    power = torch.rand(3, 1, BINS, 5)
+    filters = torch.rand(BINS, 12)
+    factors = torch.tensor([0.9, 1.0, 1.12])
+    warped = torch.matmul(power.transpose(-1, -2), warp_filters(filters, factors).unsqueeze(1))
+    expected = torch.matmul(warp_spectrum(power, factors).transpose(-1, -2), filters)
+    assert warped.shape == (3, 1, 5, 12)
+    assert torch.allclose(warped, expected, atol=1e-5)
 
 
 def test_factors_are_drawn_only_when_on() -> None:

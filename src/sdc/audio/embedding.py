@@ -22,7 +22,7 @@ import torchaudio
 from torch import nn
 
 from sdc.audio.features import feature_statistics
-from sdc.audio.vtlp import warp_spectrum
+from sdc.audio.vtlp import warp_filters
 from sdc.config.fields import MISSING, option
 from sdc.pretrained.speech_embedding import CONVOLUTIONS, DIM, SAMPLE_RATE, SpeechEmbedding
 
@@ -126,8 +126,9 @@ class SpeechEmbeddingFrontend(nn.Module):
         waves = self.resample(windows)
         if warp is None:
             return embedding(waves).transpose(1, 2).unsqueeze(1)
-        power = warp_spectrum(embedding.power(waves), warp)
-        return embedding.embed(embedding.log_mel(power)).transpose(1, 2).unsqueeze(1)
+        filters = warp_filters(embedding.mel, warp).unsqueeze(1)  # (B, 1, 257, 32)
+        image = embedding.log_mel(embedding.power(waves), filters)
+        return embedding.embed(image).transpose(1, 2).unsqueeze(1)
 
     def forward(self, windows: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:
         """Normalized embeddings (B, 1, 96, steps), always in float32 (see `MfccFrontend`)."""

@@ -43,23 +43,28 @@ def draw_factors(n: int, config: VtlpConfig, device: torch.device) -> torch.Tens
     return torch.where(coin(n, config.p, device), factors, torch.ones_like(factors))
 
 
-def warp_spectrum(power: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """Warp the frequency axis (-2) of a power spectrum (B, ..., freq, frames) per clip.
+def warp_filters(filters: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Per-clip filterbanks (B, freq, n) that read a power spectrum (freq bins in rows) as
+    `filters` (freq, n) read it with its frequency axis warped by each clip's factor.
 
-    Output bin u takes its value from input position s(u) (fractions of the Nyquist
+    Warped bin u takes its value from input position s(u) (fractions of the Nyquist
     frequency), the inverse of the warp w(s) = factor * s below the boundary, by linear
-    interpolation between the two neighbouring bins.
+    interpolation between the two neighbouring bins. That is linear in the spectrum, so it
+    moves into the filters: a (freq x n) matrix a clip, instead of two gathers and a blend
+    over every frame of the spectrum (a sixth of `best`'s front end in training).
     """
-    bins = power.shape[-2]
-    u = torch.linspace(0.0, 1.0, bins, device=power.device, dtype=power.dtype).unsqueeze(0)
-    alpha = factors.to(power.dtype).unsqueeze(1)  # (B, 1)
+    bins = filters.shape[0]
+    u = torch.linspace(0.0, 1.0, bins, device=filters.device, dtype=filters.dtype).unsqueeze(0)
+    alpha = factors.to(filters.dtype).unsqueeze(1)  # (B, 1)
     knee = BOUNDARY * torch.clamp(alpha, max=1.0) / alpha  # s0: where the line bends
     below = u / alpha
     above = knee + (u - alpha * knee) * (1 - knee) / (1 - alpha * knee)
     source = torch.where(u <= alpha * knee, below, above).clamp(0.0, 1.0) * (bins - 1)
-    lower = source.floor().long().clamp(max=bins - 2)
-    # (B, 1, ..., freq, 1): one source position per clip and bin, the same in every frame.
-    shape = (len(factors), *([1] * (power.dim() - 3)), bins, 1)
-    weight = (source - lower).view(shape)
-    lower = lower.view(shape).expand_as(power)
-    return (1 - weight) * power.gather(-2, lower) + weight * power.gather(-2, lower + 1)
+    lower = source.floor().long().clamp(max=bins - 2)  # (B, freq)
+    weight = (source - lower).unsqueeze(-1)  # of the upper neighbour, (B, freq, 1)
+    # Warped bin u is (1 - weight) x bin lower(u) + weight x bin lower(u) + 1, so filter row u
+    # adds to those two rows of the clip's filterbank.
+    warped = filters.new_zeros(len(factors), bins, filters.shape[1])
+    index = lower.unsqueeze(-1).expand_as(warped)
+    warped.scatter_add_(1, index, (1 - weight) * filters)
+    return warped.scatter_add_(1, index + 1, weight * filters)

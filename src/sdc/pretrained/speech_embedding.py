@@ -142,14 +142,18 @@ class SpeechEmbedding(nn.Module):
         imag = nn.functional.conv1d(x, self.stft_imag[MEL_BINS, :, WINDOW_TAPS], stride=HOP)
         return (real.square() + imag.square())[..., :frames].unsqueeze(1)
 
-    def log_mel(self, power: torch.Tensor) -> torch.Tensor:
+    def log_mel(self, power: torch.Tensor, filters: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 1, 257, frames) power, or its MEL_BINS -> (B, 1, frames, 32): the network's
-        input image."""
-        return self._log_mel_and_floor(power)[0]
+        input image. `filters`: mel filters of each clip's own (B, 1, 257, 32) instead of the
+        pinned ones (VTLP, `sdc.audio.vtlp.warp_filters`)."""
+        return self._log_mel_and_floor(power, filters)[0]
 
-    def _log_mel_and_floor(self, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _log_mel_and_floor(
+        self, power: torch.Tensor, filters: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`log_mel`, and each clip's floor (B, 1, 1, 1) in dB, TOP_DB below its loudest."""
-        filters = self.mel if power.shape[-2] == self.mel.shape[0] else self.mel[MEL_BINS]
+        if filters is None:
+            filters = self.mel if power.shape[-2] == self.mel.shape[0] else self.mel[MEL_BINS]
         mel = torch.matmul(power.transpose(-1, -2), filters).clamp_min(MEL_FLOOR)
         decibels = 10.0 / math.log(10.0) * mel.log()
         floor = decibels.amax(dim=(-2, -1), keepdim=True) - TOP_DB
