@@ -51,7 +51,8 @@ def warp_filters(filters: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     frequency), the inverse of the warp w(s) = factor * s below the boundary, by linear
     interpolation between the two neighbouring bins. That is linear in the spectrum, so it
     moves into the filters: a (freq x n) matrix a clip, instead of two gathers and a blend
-    over every frame of the spectrum (a sixth of `best`'s front end in training).
+    over every frame of the spectrum (the front end of a `best` epoch: 11.7 s against 12.3 s
+    on the 2-core VM).
     """
     bins = filters.shape[0]
     u = torch.linspace(0.0, 1.0, bins, device=filters.device, dtype=filters.dtype).unsqueeze(0)

@@ -197,19 +197,24 @@ class SpeechEmbedding(nn.Module):
         An exported graph does the same from the samples (`forward`).
         """
         floor, start, length = _heard_spans(image)
-        frames = image.shape[-2]
+        groups = _length_groups(length.tolist(), image.shape[-2])
+        if len(groups) == 1:
+            return self._embed_group(image, floor, start, groups[0][1])
         parts, order = [], []
-        for group, span in _length_groups(length.tolist(), frames):
+        for group, span in groups:
             index = torch.tensor(group, device=image.device)
-            clips = image if len(group) == len(image) else image.index_select(0, index)
-            if span > frames // 2:  # too little quiet to pay for the bookkeeping
-                parts.append(self._embed_whole(clips))
-            else:
-                parts.append(self._embed_span(clips, floor[index], start[index], span))
+            clips = image.index_select(0, index)
+            parts.append(self._embed_group(clips, floor[index], start[index], span))
             order.append(index)
-        if len(parts) == 1:
-            return parts[0]
         return torch.cat(parts).index_select(0, torch.cat(order).argsort())
+
+    def _embed_group(
+        self, image: torch.Tensor, floor: torch.Tensor, start: torch.Tensor, span: int
+    ) -> torch.Tensor:
+        """`embed_heard` for clips that share a span of `span` frames."""
+        if span > image.shape[-2] // 2:  # too little quiet to pay for the bookkeeping
+            return self._embed_whole(image)
+        return self._embed_span(image, floor, start, span)
 
     def _embed_span(
         self, image: torch.Tensor, floor: torch.Tensor, start: torch.Tensor, length: int
