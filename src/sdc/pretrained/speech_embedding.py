@@ -212,7 +212,7 @@ class SpeechEmbedding(nn.Module):
         self, image: torch.Tensor, floor: torch.Tensor, start: torch.Tensor, span: int
     ) -> torch.Tensor:
         """`embed_heard` for clips that share a span of `span` frames."""
-        if span > image.shape[-2] // 2:  # too little quiet to pay for the bookkeeping
+        if _runs_whole(span, image.shape[-2]):
             return self._embed_whole(image)
         return self._embed_span(image, floor, start, span)
 
@@ -387,9 +387,13 @@ def _heard_spans(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     first = torch.where(heard, index, frames).amin(dim=1)
     first = torch.where(first < frames, first, frames // 2)  # none heard: any frame will do
     stop = torch.maximum(torch.where(heard, index + 1, 0).amax(dim=1), first + 1)
-    start = (first - SPAN_ALIGN).div(8, rounding_mode="floor") * 8 + SPAN_ALIGN
-    length = (stop - start - SPAN_ALIGN + 7).div(8, rounding_mode="floor") * 8 + SPAN_ALIGN
-    return floor, start, length
+    return (floor, *_aligned(first, stop))
+
+
+def _runs_whole(span: int, frames: int) -> bool:
+    """Whether clips that need `span` of an image's `frames` frames run the whole network:
+    too little quiet to pay for the bookkeeping."""
+    return span > frames // 2
 
 
 def _length_groups(lengths: list[int], frames: int) -> list[tuple[list[int], int]]:
@@ -402,7 +406,9 @@ def _length_groups(lengths: list[int], frames: int) -> list[tuple[list[int], int
     """
 
     def cost(span: int) -> int:
-        return span + CONTEXT_FRAMES // 2 if span <= frames // 2 else frames - CONTEXT_FRAMES // 2
+        if _runs_whole(span, frames):
+            return frames - CONTEXT_FRAMES // 2
+        return span + CONTEXT_FRAMES // 2
 
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     ranked = [lengths[i] for i in order]
@@ -421,9 +427,8 @@ def _length_groups(lengths: list[int], frames: int) -> list[tuple[list[int], int
 
 def _sounding_span(waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A first frame and length as `_heard_spans` gives them, for the whole batch, from the
-    samples: the frames whose analysis
-    window reads a sample that is not zero in any wave of the batch (every other frame is
-    silent, so at the floor), aligned alike."""
+    samples: the frames whose analysis window reads a sample that is not zero in any wave of
+    the batch (every other frame is silent, so at the floor), aligned alike."""
     samples = waves.shape[-1]
     frames = (samples - N_FFT) // HOP + 1
     sound = (waves != 0).any(dim=0)
@@ -436,6 +441,12 @@ def _sounding_span(waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     silent = first_sample >= stop_sample
     first = torch.where(silent, frames // 2, first)  # none heard: any frame will do
     stop = torch.where(silent, first + 1, stop.clamp_max(frames))
+    return _aligned(first, stop)
+
+
+def _aligned(first: torch.Tensor, stop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first frame and length of the span aligned as SPAN_ALIGN says that holds frames
+    [first, stop)."""
     start = (first - SPAN_ALIGN).div(8, rounding_mode="floor") * 8 + SPAN_ALIGN
     length = (stop - start - SPAN_ALIGN + 7).div(8, rounding_mode="floor") * 8 + SPAN_ALIGN
     return start, length
