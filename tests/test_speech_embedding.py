@@ -158,9 +158,9 @@ def test_padding_is_silence_on_both_sides_of_the_window() -> None:
 
 @pytest.mark.parametrize("offsets", [[0.9], [2.0], [0.0, 0.37, 1.55, 2.301], [0.013, 0.6]])
 def test_the_embedding_skips_silence_and_gives_the_same_numbers(offsets: list[float]) -> None:
-    """The network runs only over the frames that hold sound, the silence
-    around them computed once per layer: the same numbers as the whole window, wherever the
-    clips sit (odd frame offsets, the window's edges, clips of one batch apart)."""
+    """The network runs only over the frames that hold sound, the silence around them
+    computed once per layer: the same numbers as the whole window, wherever the clips sit (odd
+    frame offsets, the window's edges, clips of one batch apart)."""
     net = stand_in(SpeechEmbedding()).eval()
     windows = torch.zeros(len(offsets), 49600)  # 3.1 s at 16 kHz
     for row, (offset, seed) in enumerate(zip(offsets, range(5, 9), strict=False)):
