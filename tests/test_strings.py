@@ -299,3 +299,33 @@ def test_a_new_reader_starts_from_the_configs_seed_whatever_drew_before(
     assert all(torch.equal(first[k], second[k]) for k in first)
     other = new_reader(strings_config(tiny_fsdd, "strings.seed=5")).network.state_dict()
     assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+@pytest.mark.parametrize("top", [1, 10, 20])
+def test_the_embeddings_bottom_then_top_make_its_frames(stand_in_weights: None, top: int) -> None:
+    reader = DigitStringReader(("0", "1"), {}, RATE, 0.4)
+    reader.load_pretrained()
+    waves = torch.randn(3, 9000) * 0.1
+    waves[1, 4000:] = 0.0  # a shorter recording, zero-padded as a batch pads it
+    with torch.no_grad():
+        frames = reader.frames(waves)
+        rebuilt = reader.above(reader.below(waves, top), top)
+    torch.testing.assert_close(rebuilt, frames, rtol=1e-4, atol=1e-4)
+    for samples in (1, 4000, 9000, 23456):
+        below = reader.below_count(samples, top)
+        assert reader.above_count(below, top) == reader.frame_count(samples)
+
+
+def test_fine_tuning_trains_the_embeddings_top_and_the_saved_model_reads_with_it(
+    tiny_fsdd: Path, tmp_path: Path, stand_in_weights: None
+) -> None:
+    quick = ("strings.epochs=1", "strings.strings_per_speaker=6", "strings.spoken_strings=0")
+    cfg = strings_config(tiny_fsdd, "strings.folds=[]", "strings.finetune_layers=2", *quick)
+    run(cfg, tmp_path)
+    pinned = DigitStringReader(("0",), {}, RATE, 0.4)
+    pinned.load_pretrained()
+    saved = StringRecognizer.from_checkpoint(tmp_path / "model.ckpt").reader.embedding
+    convs = zip(pinned.embedding.convolutions(), saved.convolutions(), strict=True)
+    moved = [not torch.equal(before.weight, after.weight) for before, after in convs]
+    assert moved == [False] * 18 + [True] * 2
+    assert not any(p.requires_grad for p in saved.parameters())

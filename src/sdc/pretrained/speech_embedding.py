@@ -309,6 +309,16 @@ class SpeechEmbedding(nn.Module):
         """The network's CONVOLUTIONS (20) convolutions, input first."""
         return [m for m in self.network if isinstance(m, nn.Conv2d)]
 
+    def top_start(self, count: int) -> int:
+        """Where in `network` the top made of the last `count` convolutions begins (its
+        length for 0): `network[:i]` is the frozen bottom, `network[i:]` the top."""
+        if not 0 <= count <= CONVOLUTIONS:
+            raise ValueError(f"count must be in [0, {CONVOLUTIONS}], got {count}")
+        if count == 0:
+            return len(self.network)
+        positions = [i for i, m in enumerate(self.network) if isinstance(m, nn.Conv2d)]
+        return positions[len(positions) - count]
+
     def unfreeze_last(self, count: int) -> None:
         """Let the last `count` convolutions learn (0: none).
 
@@ -450,6 +460,17 @@ def _aligned(first: torch.Tensor, stop: torch.Tensor) -> tuple[torch.Tensor, tor
     start = (first - SPAN_ALIGN).div(8, rounding_mode="floor") * 8 + SPAN_ALIGN
     length = (stop - start - SPAN_ALIGN + 7).div(8, rounding_mode="floor") * 8 + SPAN_ALIGN
     return start, length
+
+
+def frames_after(modules: nn.Sequential, frames: int) -> int:
+    """The time positions `modules` (a stretch of the network) make of `frames`."""
+    for module in modules:
+        if isinstance(module, nn.Conv2d):
+            frames -= module.kernel_size[0] - 1
+        elif isinstance(module, nn.MaxPool2d):
+            size = module.kernel_size
+            frames //= size if isinstance(size, int) else size[0]
+    return max(0, frames)
 
 
 def _frames_at(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

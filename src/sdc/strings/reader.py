@@ -16,7 +16,7 @@ import torch
 import torchaudio
 from torch import nn
 
-from sdc.pretrained.speech_embedding import DIM, SAMPLE_RATE, SpeechEmbedding
+from sdc.pretrained.speech_embedding import DIM, SAMPLE_RATE, SpeechEmbedding, frames_after
 from sdc.strings.config import ReaderNetConfig
 
 FRAME_SECONDS = 0.08
@@ -94,6 +94,35 @@ class DigitStringReader(nn.Module):
         recording's own, the rest its padding's."""
         padded = nn.functional.pad(waves, (self.pad, self.pad))
         return self.embedding(self.resample(padded))
+
+    def image_frames(self, samples: int) -> int:
+        """Log-mel frames (10 ms) of a recording of `samples` samples at `sample_rate`."""
+        resampled = round((samples + 2 * self.pad) * SAMPLE_RATE / self.sample_rate)
+        return max(0, (resampled - 512) // 160 + 1)
+
+    @torch.no_grad()
+    def below(self, waves: torch.Tensor, top: int) -> torch.Tensor:
+        """(B, samples) zero-padded waveforms -> the embedding's frozen bottom's output
+        (B, C, T, W), channels last: everything under its last `top` convolutions."""
+        embedding = self.embedding
+        padded = nn.functional.pad(waves, (self.pad, self.pad))
+        image = embedding.log_mel(embedding.power(self.resample(padded)))
+        image = image.contiguous(memory_format=torch.channels_last)
+        return embedding.network[: embedding.top_start(top)](image)
+
+    def above(self, below: torch.Tensor, top: int) -> torch.Tensor:
+        """`below`'s output -> (B, T, 96) frames, through the last `top` convolutions."""
+        above = self.embedding.network[self.embedding.top_start(top) :]
+        return above(below).squeeze(-1).transpose(1, 2)
+
+    def below_count(self, samples: int, top: int) -> int:
+        """Time positions of `below`'s output that are a recording's own."""
+        bottom = self.embedding.network[: self.embedding.top_start(top)]
+        return frames_after(bottom, self.image_frames(samples))
+
+    def above_count(self, positions: int, top: int) -> int:
+        """Frames that `above` makes of `positions` time positions of `below`'s output."""
+        return frames_after(self.embedding.network[self.embedding.top_start(top) :], positions)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.network(frames).log_softmax(dim=-1)
