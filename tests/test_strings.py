@@ -155,6 +155,7 @@ def test_sdc_strings_tests_its_folds_and_saves_a_model_transcribe_reads(
         "strings.folds=[carol]",
         "strings.spoken_strings=40",
         f"strings.segmenters=[{segmenter}]",
+        "strings.finetune_layers=2",  # the fine-tuned path, cheaper than the default ten
     )
     payload = run(cfg, tmp_path)
     fold = payload["folds"]["carol"]

@@ -1,11 +1,12 @@
 """The digit-string reader: the speech embedding's frames, a small network over them, CTC.
 
-The pretrained embedding (frozen, `sdc.pretrained.speech_embedding`) turns 8 kHz audio into one
-96-number frame every 80 ms, each heard over the 0.775 s before it. A stack of residual 1-D
-convolutions (dilated, so each output sees about a second of frames either side) gives every
-frame the probability of each digit and of "blank" (no new digit here). CTC trains that without
-saying where each digit lies, so strings need no alignment and digits need no pause between
-them; reading is the likeliest class per frame, repeats merged, blanks dropped.
+The pretrained embedding (`sdc.pretrained.speech_embedding`, its top fine-tuned on strings)
+turns 8 kHz audio into one 96-number frame every 80 ms, each heard over the 0.775 s before it.
+A stack of residual 1-D convolutions (dilated, so each output sees about a second of frames
+either side) gives every frame the probability of each digit and of "blank" (no new digit
+here). CTC trains both without saying where each digit lies, so strings need no alignment and
+digits need no pause between them; reading is the likeliest class per frame, repeats merged,
+blanks dropped.
 """
 
 from __future__ import annotations
