@@ -17,7 +17,14 @@ import torch
 import torchaudio
 from torch import nn
 
-from sdc.pretrained.speech_embedding import DIM, SAMPLE_RATE, SpeechEmbedding, frames_after
+from sdc.pretrained.speech_embedding import (
+    DIM,
+    HOP,
+    N_FFT,
+    SAMPLE_RATE,
+    SpeechEmbedding,
+    frames_after,
+)
 from sdc.strings.config import ReaderNetConfig
 
 FRAME_SECONDS = 0.08
@@ -86,28 +93,28 @@ class DigitStringReader(nn.Module):
 
     def frame_count(self, samples: int) -> int:
         """Frames for a recording of `samples` samples at `sample_rate`."""
-        resampled = round((samples + 2 * self.pad) * SAMPLE_RATE / self.sample_rate)
-        return max(0, SpeechEmbedding.steps(resampled))
+        return max(0, SpeechEmbedding.steps(self._heard_samples(samples)))
+
+    def _heard_samples(self, samples: int) -> int:
+        """Samples at 16 kHz that the embedding hears of a recording, its padding included."""
+        return round((samples + 2 * self.pad) * SAMPLE_RATE / self.sample_rate)
+
+    def _heard(self, waves: torch.Tensor) -> torch.Tensor:
+        """(B, samples) waveforms, padded and at 16 kHz, as the embedding hears them."""
+        return self.resample(nn.functional.pad(waves, (self.pad, self.pad)))
 
     @torch.no_grad()
     def frames(self, waves: torch.Tensor) -> torch.Tensor:
         """(B, samples) zero-padded waveforms -> (B, T, 96) frames; `frame_count` of them are a
         recording's own, the rest its padding's."""
-        padded = nn.functional.pad(waves, (self.pad, self.pad))
-        return self.embedding(self.resample(padded))
-
-    def image_frames(self, samples: int) -> int:
-        """Log-mel frames (10 ms) of a recording of `samples` samples at `sample_rate`."""
-        resampled = round((samples + 2 * self.pad) * SAMPLE_RATE / self.sample_rate)
-        return max(0, (resampled - 512) // 160 + 1)
+        return self.embedding(self._heard(waves))
 
     @torch.no_grad()
     def below(self, waves: torch.Tensor, top: int) -> torch.Tensor:
         """(B, samples) zero-padded waveforms -> the embedding's frozen bottom's output
         (B, C, T, W), channels last: everything under its last `top` convolutions."""
         embedding = self.embedding
-        padded = nn.functional.pad(waves, (self.pad, self.pad))
-        image = embedding.log_mel(embedding.power(self.resample(padded)))
+        image = embedding.log_mel(embedding.power(self._heard(waves)))
         image = image.contiguous(memory_format=torch.channels_last)
         return embedding.network[: embedding.top_start(top)](image)
 
@@ -119,7 +126,8 @@ class DigitStringReader(nn.Module):
     def below_count(self, samples: int, top: int) -> int:
         """Time positions of `below`'s output that are a recording's own."""
         bottom = self.embedding.network[: self.embedding.top_start(top)]
-        return frames_after(bottom, self.image_frames(samples))
+        image_frames = (self._heard_samples(samples) - N_FFT) // HOP + 1
+        return frames_after(bottom, max(0, image_frames))
 
     def above_count(self, positions: int, top: int) -> int:
         """Frames that `above` makes of `positions` time positions of `below`'s output."""
