@@ -328,11 +328,7 @@ class SpeechEmbedding(nn.Module):
         convolutions see a grid of 65 x 2 where the first sees 304 x 32) and keeps what the
         broad corpus taught the bottom.
         """
-        convs = self.convolutions()
-        if not 0 <= count <= len(convs):
-            raise ValueError(f"count must be in [0, {len(convs)}], got {count}")
-        for conv in convs[len(convs) - count :]:
-            conv.requires_grad_(True)
+        self.network[self.top_start(count) :].requires_grad_(True)
 
     @torch.no_grad()
     def load_pinned(self, weights_dir: str | Path) -> None:
