@@ -168,7 +168,9 @@ def test_the_embedding_skips_silence_and_gives_the_same_numbers(offsets: list[fl
         start = min(round(offset * 16000), windows.shape[1] - len(clip))
         windows[row, start : start + len(clip)] = clip
     heard: list[int] = []
-    net.network[0].register_forward_hook(lambda _m, args, _o: heard.append(args[0].shape[-2]))
+    # The first activation's input: the first convolution's output, over the frames it ran on
+    # (and the quiet column's, one frame, left out).
+    net.network[1].register_forward_hook(lambda _m, args, _o: heard.append(args[0].shape[-2]))
     with torch.no_grad():
         image = net.log_mel(net.power(windows))
         whole = net.network(image).squeeze(-1).transpose(1, 2)
@@ -177,7 +179,7 @@ def test_the_embedding_skips_silence_and_gives_the_same_numbers(offsets: list[fl
     assert whole.abs().max() > 0.1
     assert (skipping - whole).abs().max() < 1e-5 * whole.abs().max()
     if len(offsets) == 1:  # one clip of 0.6 s: far fewer frames than the window's 307
-        assert heard[-1] < 100 < image.shape[-2]
+        assert [n for n in heard if n > 1][-1] < 100 < image.shape[-2]
 
 
 def test_a_silent_window_takes_the_whole_network() -> None:
@@ -187,6 +189,27 @@ def test_a_silent_window_takes_the_whole_network() -> None:
         whole = net.network(silent).squeeze(-1).transpose(1, 2)
         assert (net.embed(silent) - whole).abs().max() < 1e-5 * whole.abs().max()
         assert net.embed(silent[:0]).shape == (0, *whole.shape[1:])  # an empty batch
+
+
+def test_out_of_training_the_spectrum_too_is_computed_only_around_the_sound() -> None:
+    """Centred clips in silence, as inference hears them: the spectrum and the network run
+    over the frames around the batch's sound, with the whole window's numbers."""
+    net = stand_in(SpeechEmbedding()).eval()
+    windows = torch.zeros(3, 49600)  # 3.1 s at 16 kHz
+    for row in range(3):
+        clip = speech_like(0.5 + 0.1 * row, seed=30 + row)
+        start = (windows.shape[1] - len(clip)) // 2
+        windows[row, start : start + len(clip)] = clip
+    spectra: list[int] = []
+    power = net.power
+    net.power = lambda waves: (spectra.append(waves.shape[-1]), power(waves))[1]  # type: ignore[method-assign]
+    with torch.no_grad():
+        skipping = net(windows)
+        net.skip_silence = False
+        whole = net(windows)
+    assert spectra[1] == windows.shape[1] and spectra[0] < windows.shape[1] // 3
+    assert whole.abs().max() > 0.1
+    assert (skipping - whole).abs().max() < 1e-5 * whole.abs().max()
 
 
 def test_training_skips_silence_with_the_same_numbers_and_gradients() -> None:
@@ -206,7 +229,11 @@ def test_training_skips_silence_with_the_same_numbers_and_gradients() -> None:
     image = net.log_mel(net.power(windows))
     weights = torch.randn(6, SpeechEmbedding.steps(49600), 96, generator=generator)
     lengths: list[int] = []
-    net.network[0].register_forward_hook(lambda _m, args, _o: lengths.append(args[0].shape[-2]))
+    # The first activation's input: the first convolution's output, over the frames it ran on
+    # (the quiet column's, one frame, left out).
+    net.network[1].register_forward_hook(
+        lambda _m, args, _o: lengths.append(args[0].shape[-2]) if args[0].shape[-2] > 1 else None
+    )
 
     def embedding_and_gradients(skip_silence: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         net.zero_grad()
@@ -217,7 +244,7 @@ def test_training_skips_silence_with_the_same_numbers_and_gradients() -> None:
 
     skipping, skipping_grads = embedding_and_gradients(True)
     assert len(lengths) == 2  # two groups: the noisy clips whole, the others a span
-    assert max(lengths) == image.shape[-2] and min(lengths) < 150
+    assert max(lengths) == image.shape[-2] - 2 and min(lengths) < 150  # 3 frames in, 1 out
     whole, whole_grads = embedding_and_gradients(False)
     assert whole.abs().max() > 0.1
     assert (skipping - whole).abs().max() < 1e-5 * whole.abs().max()

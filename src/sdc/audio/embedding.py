@@ -22,6 +22,7 @@ import torchaudio
 from torch import nn
 
 from sdc.audio.features import feature_statistics
+from sdc.audio.resample_sound import resample_sound
 from sdc.audio.vtlp import warp_filters
 from sdc.config.fields import MISSING, option
 from sdc.pretrained.speech_embedding import CONVOLUTIONS, DIM, SAMPLE_RATE, SpeechEmbedding
@@ -123,7 +124,7 @@ class SpeechEmbeddingFrontend(nn.Module):
         embedding = self.embedding
         if self.pad:
             windows = nn.functional.pad(windows, (self.pad, self.pad))
-        waves = self.resample(windows)
+        waves = self.resample(windows) if self.training else resample_sound(self.resample, windows)
         if warp is None:
             return embedding(waves).transpose(1, 2).unsqueeze(1)
         filters = warp_filters(embedding.mel, warp).unsqueeze(1)  # (B, 1, 257, 32)

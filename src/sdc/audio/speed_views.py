@@ -22,6 +22,7 @@ import torchaudio
 from torch import nn
 
 from sdc.audio.augment.resample import on_rate_grid
+from sdc.audio.resample_sound import resample_sound
 
 
 def speeds_on_grid(speeds: Sequence[float], sample_rate: int) -> list[float]:
@@ -53,7 +54,7 @@ class SpeedViews(nn.Module):
             if speed == 1.0:
                 views.append(windows)
                 continue
-            played = resample(windows)
+            played = resample_sound(resample, windows)
             # Back to the window around its centre; the sizes are known when the model is
             # built, so an exported graph keeps only its batch axis dynamic.
             slack = self.window - played.shape[1]

@@ -236,11 +236,7 @@ class SpeechEmbedding(nn.Module):
         for module in self.network:  # x holds positions start, start + 1, ... of each layer
             if isinstance(module, nn.Conv2d):
                 reach = module.kernel_size[0] - 1  # outputs the span reaches, on each side
-                x = module(_beside(quiet, x, reach, reach))
-                quiet = nn.functional.conv2d(
-                    quiet, module.weight.sum(dim=2, keepdim=True), module.bias, module.stride,
-                    (0, module.padding[1]),
-                )  # fmt: skip
+                x, quiet = _convolve_beside(module, x, quiet)
                 start = start - reach
             elif isinstance(module, nn.MaxPool2d) and module.kernel_size == 2:
                 x = nn.functional.max_pool2d(x, 2)  # start and length are even (SPAN_ALIGN)
@@ -275,7 +271,7 @@ class SpeechEmbedding(nn.Module):
             if choices[0] is None:
                 image = self.log_mel(self.exported_power(waves))
                 return self._embed_whole(image.contiguous(memory_format=torch.channels_last))
-            return self._exported_span(waves, start, choices[0])
+            return self._embed_sounding(waves, start, choices[0], exported=True)
         low, high = choices[: len(choices) // 2], choices[len(choices) // 2 :]
         # Both branches of a condition must lay their result out alike: contiguous.
         return torch.cond(
@@ -285,15 +281,20 @@ class SpeechEmbedding(nn.Module):
             (waves, start, length),
         )
 
-    def _exported_span(self, waves: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
-        """The embedding from frames [start, start + length) alone, their samples gathered
-        from the waves with zeros beyond them."""
+    def _embed_sounding(
+        self, waves: torch.Tensor, start: torch.Tensor, length: int, exported: bool = False
+    ) -> torch.Tensor:
+        """The embedding from frames [start, start + length) alone (`start` a 0-d tensor), their
+        samples gathered from the waves with zeros beyond them: every other frame must be
+        silent. `exported`: the spectrum by `exported_power` (inside an export's conditions,
+        `power` cannot tell that it is being exported)."""
         frames = (waves.shape[-1] - N_FFT) // HOP + 1
         before = STRIDE_FRAMES * HOP  # a span starts at most 7 frames before the first
         padded = nn.functional.pad(waves, (before, length * HOP + N_FFT))
         samples = torch.arange((length - 1) * HOP + N_FFT, device=waves.device)
         segment = padded.index_select(1, samples + (start * HOP + before))
-        image, floor = self._log_mel_and_floor(self.exported_power(segment))
+        power = self.exported_power(segment) if exported else self.power(segment)
+        image, floor = self._log_mel_and_floor(power)
         image = image.contiguous(memory_format=torch.channels_last)
         # A frame of zero samples, as `log_mel` makes it: MEL_FLOOR in dB, or the clip's floor.
         silent = 10.0 / math.log(10.0) * torch.full_like(floor, MEL_FLOOR).log()
@@ -303,6 +304,13 @@ class SpeechEmbedding(nn.Module):
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         if torch.onnx.is_in_onnx_export() and self.skip_silence:
             return self._exported(waves, EXPORTED_SPANS)
+        if self.skip_silence and not self.training and not torch.jit.is_tracing():
+            # Out of training, windows are centred clips in zeros: the spectrum too is
+            # computed only where the batch has sound, as an export computes it.
+            start, length = _sounding_span(waves)
+            frames = (waves.shape[-1] - N_FFT) // HOP + 1
+            if not _runs_whole(int(length), frames):
+                return self._embed_sounding(waves, start, int(length))
         return self.embed(self.log_mel(self.power(waves)))
 
     def convolutions(self) -> list[nn.Conv2d]:
@@ -475,6 +483,40 @@ def _frames_at(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     if index.dim() == 1:
         return x.index_select(2, index)
     return x.gather(2, index[:, None, :, None].expand(-1, x.shape[1], -1, x.shape[3]))
+
+
+def _convolve_beside(
+    conv: nn.Conv2d, x: torch.Tensor, quiet: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`conv` over `x` (B, C, T, F) with the quiet column (B, C, 1, F) on every side in time,
+    as far as the kernel reaches, and the quiet column's own output."""
+    weight, bias = conv.weight, conv.bias
+    reach = conv.kernel_size[0] - 1
+    bands = (0, conv.padding[1])
+    if reach == 0:
+        return conv(x), nn.functional.conv2d(quiet, weight, bias, 1, bands)
+    if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+        return conv(_beside(quiet, x, reach, reach)), nn.functional.conv2d(
+            quiet, weight.sum(dim=2, keepdim=True), bias, 1, bands
+        )
+    # Zero rows in place of the quiet ones, then what the quiet rows add to the outputs that
+    # read them: no copy of x. Output row i < reach reads quiet rows with its first
+    # reach - i taps; row length + i, with its taps from reach - i on.
+    taps = weight.cumsum(dim=2)  # taps[:, :, j]: the sum of taps 0..j
+    total = taps[:, :, -1:]
+    kernels = [taps[:, :, reach - 1 - i : reach - i] for i in range(reach)]
+    kernels += [total - taps[:, :, reach - 1 - i : reach - i] for i in range(reach)]
+    kernels.append(total)
+    shares = nn.functional.conv2d(quiet, torch.cat(kernels), None, 1, bands)
+    out = nn.functional.conv2d(x, weight, bias, 1, (reach, conv.padding[1]))
+    c, length = weight.shape[0], x.shape[-2]
+    for i in range(reach):
+        out[:, :, i : i + 1] += shares[:, i * c : (i + 1) * c]
+        out[:, :, length + i : length + i + 1] += shares[:, (reach + i) * c : (reach + i + 1) * c]
+    quiet_out = shares[:, 2 * reach * c :]
+    if bias is not None:
+        quiet_out = quiet_out + bias.view(1, -1, 1, 1)
+    return out, quiet_out
 
 
 def _beside(column: torch.Tensor, x: torch.Tensor, left: int, right: int) -> torch.Tensor:
