@@ -212,6 +212,24 @@ def test_out_of_training_the_spectrum_too_is_computed_only_around_the_sound() ->
     assert (skipping - whole).abs().max() < 1e-5 * whole.abs().max()
 
 
+def test_weights_changed_after_inference_are_heard() -> None:
+    """Out of training, what the quiet column adds is kept with the weights it came from: a
+    weight changed in place, or replaced, changes the answer as it changes the whole network's."""
+    net = stand_in(SpeechEmbedding()).eval()
+    windows = torch.zeros(2, 49600)
+    windows[:, 20000:28000] = speech_like(0.5, seed=40)
+    with torch.no_grad():
+        before = net(windows)
+        for conv in net.convolutions()[:3]:
+            conv.weight.mul_(1.5)
+        net.convolutions()[3].weight = nn.Parameter(net.convolutions()[3].weight * 0.5)
+        after = net(windows)
+        net.skip_silence = False
+        whole = net(windows)
+    assert (after - before).abs().max() > 0.1
+    assert (after - whole).abs().max() < 1e-5 * whole.abs().max()
+
+
 def test_training_skips_silence_with_the_same_numbers_and_gradients() -> None:
     """Training windows hold clips anywhere, some under noise over the whole window: the clips
     in silence share a span as long as the longest of them, the noisy ones run the whole
