@@ -34,6 +34,18 @@ TAKES = 6
 SAMPLE_RATE = 8000
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_kept() -> Iterator[None]:
+    """`sdc predict` sets PyTorch's threads for its whole process (`load_batch_per_core`); in
+    the test process that would slow every test after it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def digit_tone(digit: int, take: int, speaker: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """A short clip that a tiny model can tell apart by digit: a two-tone chirp per digit.
 

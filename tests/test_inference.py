@@ -14,7 +14,7 @@ import torch
 from conftest import SAMPLE_RATE, digit_tone
 from sdc.errors import SdcError
 from sdc.inference.checkpoint import load_classifier, read_model_info
-from sdc.inference.recognizer import Recognizer, sound_extent
+from sdc.inference.recognizer import Recognizer, load_batch_per_core, sound_extent
 from sdc.inference.stream import StreamListener, listen, pcm_chunks
 
 
@@ -290,3 +290,22 @@ def test_a_crafted_pickle_is_refused_and_its_code_never_runs(tmp_path: Path) -> 
         load_classifier(path)
     assert "evil.ckpt" in str(err.value)
     assert not marker.exists(), "loading a checkpoint must never run code from it"
+
+
+def test_a_program_of_its_own_runs_a_checkpoint_one_batch_per_core_on_one_thread_each(
+    tiny_checkpoint: Path, recognizer: Recognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sdc predict` with a checkpoint: a batch on each core at once, PyTorch on one thread
+    for the process; the same probabilities, in the windows' order, as one batch at a time."""
+    monkeypatch.setattr("sdc.inference.recognizer.available_cores", lambda: 2)
+    threads = torch.get_num_threads()
+    try:
+        side_by_side = load_batch_per_core(tiny_checkpoint, threshold=0.5)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert side_by_side.workers == 2 and side_by_side.threshold == 0.5
+    windows = np.stack([recognizer.centred(c) for c in clips(list(range(10)) * 3)])
+    expected = recognizer.classify(windows)
+    assert recognizer.workers == 1
+    assert np.abs(side_by_side.classify(windows) - expected).max() < 1e-5

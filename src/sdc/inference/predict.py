@@ -19,7 +19,7 @@ from pathlib import Path
 from sdc.cli import ArgumentParser, one_line, output_file, probability, user_errors
 from sdc.errors import SdcError
 from sdc.files import write_text
-from sdc.inference.recognizer import DEFAULT_THRESHOLD, Prediction, Recognizer
+from sdc.inference.recognizer import DEFAULT_THRESHOLD, Prediction, load_batch_per_core
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au")
 NO_DIGIT = "-"
@@ -114,7 +114,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     with user_errors():
-        recognizer = Recognizer.load(args.model, threshold=args.threshold)
+        recognizer = load_batch_per_core(args.model, threshold=args.threshold)
         predictions = recognizer.predict_files(expand_inputs(args.inputs))
         for p in predictions:
             if p.error is not None:

@@ -379,6 +379,20 @@ class Recognizer:
         return StreamListener(self)
 
 
+def load_batch_per_core(path: str | Path, **kwargs: object) -> Recognizer:
+    """`Recognizer.load` for a program that classifies many clips (`sdc predict`): a batch on
+    each core at once, each on one thread. For a checkpoint or TorchScript model that sets
+    PyTorch's threads to one for the whole process, so the library never calls it for you.
+    `best`'s checkpoint on the 2-core VM: 417-470 clips/s, against 304-363 with one batch over
+    both cores and 388-420 with a batch per core over both."""
+    workers = available_cores()
+    if workers > 1 and Path(path).suffix.lower() != ".onnx":
+        import torch
+
+        torch.set_num_threads(1)
+    return Recognizer.load(path, workers=workers, **kwargs)
+
+
 def load_transcriber(
     path: str | Path, threshold: float = DEFAULT_THRESHOLD
 ) -> Recognizer | StringRecognizer:

@@ -207,10 +207,9 @@ def measure_epoch(cfg: DictConfig, device_name: str) -> dict[str, Any]:
 def measure_inference(cfg: DictConfig, device_name: str) -> dict[str, Any]:
     """Waveform in memory to label: batched throughput, then single-clip latency on one thread.
 
-    On a CPU the batches go through `Recognizer.classify`, the path `sdc predict` and the
-    Python API take, which runs a batch of 256 as four of 64: the feature maps of 64 clips stay
-    in cache, and that is twice as fast per clip as one batch of 256 on this 2-core machine. On
-    a GPU the model gets the whole batch at once, with mixed precision.
+    On a CPU the batches go through `Recognizer.classify` as `sdc predict` runs it
+    (`load_batch_per_core`): batches of `INFERENCE_BATCH` windows, one on each core at once,
+    each on one thread. On a GPU the model gets the whole batch at once, with mixed precision.
     """
     device = torch.device(device_name)
     datamodule, trained, _ = _setup(cfg, device)
@@ -221,9 +220,12 @@ def measure_inference(cfg: DictConfig, device_name: str) -> dict[str, Any]:
     data = windows.repeat(reps, 1)[: cfg.bench.inference_clips].to(device)
 
     if device.type == "cpu":
-        from sdc.inference.recognizer import Recognizer
+        from sdc.inference.recognizer import Recognizer, available_cores
 
-        recognizer = Recognizer.from_module(trained)
+        # As `load_batch_per_core` runs a checkpoint; this measurement runs in a process of
+        # its own (`isolated`).
+        torch.set_num_threads(1)
+        recognizer = Recognizer.from_module(trained, workers=available_cores())
         batched = _classify_in_batches(recognizer, data, batch_size)
 
     else:
