@@ -2,7 +2,7 @@
 
 A centred digit fills about a fifth of its 2.3 s window; the rest is zeros, whose resampling is
 zeros. Inference resamples every window to the embedding's 16 kHz and, for the speed views, to
-two more rates, over the whole window: about a tenth of `best`'s time on a CPU. Here the
+two more rates, over the whole window: 8% of `best`'s batched time on a CPU. Here the
 resampling runs over the stretch of the batch that holds sound, with the kernel's reach on
 each side, and the output is zeros elsewhere: the same numbers to float rounding.
 """
