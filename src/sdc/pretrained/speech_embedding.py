@@ -14,8 +14,8 @@ every convolution is "valid" in time and the time axis is pooled by 2 three time
 over a whole window gives the embedding of every 76-frame stretch starting at a multiple of 8
 frames, which openWakeWord computes one by one: a 2.3 s window is 227 frames in one pass
 instead of 19 x 76 = 1,444. It also leaves out the silence around each clip
-(`SpeechEmbedding.embed_heard`): the same numbers and gradients in less than half the time
-for a centred digit.
+(`SpeechEmbedding.embed_heard`; out of training, the spectrum's too): the same numbers and
+gradients in less than half the time for a centred digit.
 """
 
 from __future__ import annotations
@@ -292,8 +292,9 @@ class SpeechEmbedding(nn.Module):
     ) -> torch.Tensor:
         """The embedding from frames [start, start + length) alone (`start` a 0-d tensor), their
         samples gathered from the waves with zeros beyond them: every other frame must be
-        silent. `exported`: the spectrum by `exported_power` (inside an export's conditions,
-        `power` cannot tell that it is being exported)."""
+        silent. `exported`: in a graph being exported, the spectrum by `exported_power` and the
+        quiet rows beside the span (inside an export's conditions, neither `power` nor
+        `_convolve_beside` can tell that it is being exported)."""
         frames = (waves.shape[-1] - N_FFT) // HOP + 1
         before = STRIDE_FRAMES * HOP  # a span starts at most 7 frames before the first
         padded = nn.functional.pad(waves, (before, length * HOP + N_FFT))
