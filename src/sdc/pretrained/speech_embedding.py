@@ -112,9 +112,14 @@ class SpeechEmbedding(nn.Module):
         self.skip_silence = True  # out of training, the network runs where there is sound
 
     @staticmethod
+    def image_frames(samples: int) -> int:
+        """Log-mel frames (10 ms) of `samples` samples at 16 kHz: every full analysis window."""
+        return (samples - N_FFT) // HOP + 1
+
+    @staticmethod
     def steps(samples: int) -> int:
         """Embeddings in a window of `samples` samples at 16 kHz."""
-        frames = (samples - N_FFT) // HOP + 1
+        frames = SpeechEmbedding.image_frames(samples)
         return (frames - CONTEXT_FRAMES) // STRIDE_FRAMES + 1
 
     def power(self, waves: torch.Tensor) -> torch.Tensor:
@@ -136,7 +141,7 @@ class SpeechEmbedding(nn.Module):
 
     def exported_power(self, waves: torch.Tensor) -> torch.Tensor:
         """`power`'s MEL_BINS (B, 1, 120, frames) by convolution: the rest are never read."""
-        frames = (waves.shape[-1] - N_FFT) // HOP + 1
+        frames = SpeechEmbedding.image_frames(waves.shape[-1])
         x = (waves[:, WINDOW_TAPS.start :] * 32767.0).unsqueeze(1)
         real = nn.functional.conv1d(x, self.stft_real[MEL_BINS, :, WINDOW_TAPS], stride=HOP)
         imag = nn.functional.conv1d(x, self.stft_imag[MEL_BINS, :, WINDOW_TAPS], stride=HOP)
@@ -295,7 +300,7 @@ class SpeechEmbedding(nn.Module):
         silent. `exported`: in a graph being exported, the spectrum by `exported_power` and the
         quiet rows beside the span (inside an export's conditions, neither `power` nor
         `_convolve_beside` can tell that it is being exported)."""
-        frames = (waves.shape[-1] - N_FFT) // HOP + 1
+        frames = SpeechEmbedding.image_frames(waves.shape[-1])
         before = STRIDE_FRAMES * HOP  # a span starts at most 7 frames before the first
         padded = nn.functional.pad(waves, (before, length * HOP + N_FFT))
         samples = torch.arange((length - 1) * HOP + N_FFT, device=waves.device)
@@ -316,7 +321,7 @@ class SpeechEmbedding(nn.Module):
             # Out of training, windows are centred clips in zeros: the spectrum too is
             # computed only where the batch has sound, as an export computes it.
             start, length = _sounding_span(waves)
-            frames = (waves.shape[-1] - N_FFT) // HOP + 1
+            frames = SpeechEmbedding.image_frames(waves.shape[-1])
             if not _runs_whole(int(length), frames):
                 return self._embed_sounding(waves, start, int(length))
         return self.embed(self.log_mel(self.power(waves)))
@@ -452,7 +457,7 @@ def _sounding_span(waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     samples: the frames whose analysis window reads a sample that is not zero in any wave of
     the batch (every other frame is silent, so at the floor), aligned alike."""
     samples = waves.shape[-1]
-    frames = (samples - N_FFT) // HOP + 1
+    frames = SpeechEmbedding.image_frames(samples)
     sound = (waves != 0).any(dim=0)
     index = torch.arange(samples, device=waves.device)
     first_sample = torch.where(sound, index, samples).amin(dim=0)
@@ -508,7 +513,7 @@ def _convolve_beside(
     bands = (0, conv.padding[1])
     if reach == 0:
         return conv(x), nn.functional.conv2d(quiet, weight, bias, 1, bands)
-    if exported or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+    if exported:
         return conv(_beside(quiet, x, reach, reach)), nn.functional.conv2d(
             quiet, weight.sum(dim=2, keepdim=True), bias, 1, bands
         )

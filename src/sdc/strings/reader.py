@@ -17,14 +17,7 @@ import torch
 import torchaudio
 from torch import nn
 
-from sdc.pretrained.speech_embedding import (
-    DIM,
-    HOP,
-    N_FFT,
-    SAMPLE_RATE,
-    SpeechEmbedding,
-    frames_after,
-)
+from sdc.pretrained.speech_embedding import DIM, SAMPLE_RATE, SpeechEmbedding, frames_after
 from sdc.strings.config import ReaderNetConfig
 
 FRAME_SECONDS = 0.08
@@ -126,7 +119,7 @@ class DigitStringReader(nn.Module):
     def below_count(self, samples: int, top: int) -> int:
         """Time positions of `below`'s output that are a recording's own."""
         bottom = self.embedding.network[: self.embedding.top_start(top)]
-        image_frames = (self._heard_samples(samples) - N_FFT) // HOP + 1
+        image_frames = SpeechEmbedding.image_frames(self._heard_samples(samples))
         return frames_after(bottom, max(0, image_frames))
 
     def above_count(self, positions: int, top: int) -> int:
