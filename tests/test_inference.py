@@ -298,12 +298,8 @@ def test_a_program_of_its_own_runs_a_checkpoint_one_batch_per_core_on_one_thread
     """`sdc predict` with a checkpoint: a batch on each core at once, PyTorch on one thread
     for the process; the same probabilities, in the windows' order, as one batch at a time."""
     monkeypatch.setattr("sdc.inference.recognizer.available_cores", lambda: 2)
-    threads = torch.get_num_threads()
-    try:
-        side_by_side = load_batch_per_core(tiny_checkpoint, threshold=0.5)
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(threads)
+    side_by_side = load_batch_per_core(tiny_checkpoint, threshold=0.5)
+    assert torch.get_num_threads() == 1  # conftest's `_torch_threads_kept` restores them
     assert side_by_side.workers == 2 and side_by_side.threshold == 0.5
     windows = np.stack([recognizer.centred(c) for c in clips(list(range(10)) * 3)])
     expected = recognizer.classify(windows)
