@@ -6,7 +6,9 @@ import pytest
 import torch
 import torchaudio
 
-from sdc.audio.resample_sound import resample_sound
+import sdc.audio.resample_sound as resample_sound_module
+from sdc.audio.resample_sound import resample_sound, resampled
+from sdc.audio.sound_extent import sound_extent
 
 
 def windows_with(spans: list[tuple[int, int]], samples: int = 18400) -> torch.Tensor:
@@ -29,12 +31,17 @@ def windows_with(spans: list[tuple[int, int]], samples: int = 18400) -> torch.Te
     ],
 )
 def test_the_same_numbers_as_the_whole_window(
-    orig: int, new: int, spans: list[tuple[int, int]]
+    orig: int, new: int, spans: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     resample = torchaudio.transforms.Resample(orig, new)
     windows = windows_with(spans)
     heard: list[int] = []
-    resample.register_forward_hook(lambda _m, args, _o: heard.append(args[0].shape[-1]))
+
+    def spy(module: torchaudio.transforms.Resample, part: torch.Tensor) -> torch.Tensor:
+        heard.append(part.shape[-1])
+        return resampled(module, part)
+
+    monkeypatch.setattr(resample_sound_module, "resampled", spy)
     expected = resample(windows)
     got = resample_sound(resample, windows)
     assert got.shape == expected.shape
@@ -47,3 +54,25 @@ def test_no_resampling_is_the_identity() -> None:
     windows = windows_with([(100, 200)])
     assert resample_sound(torchaudio.transforms.Resample(8000, 8000), windows) is windows
     assert resample_sound(torch.nn.Identity(), windows) is windows
+
+
+@pytest.mark.parametrize(("orig", "new"), [(8000, 16000), (7400, 8000), (8600, 8000), (16000, 8000)])
+@pytest.mark.parametrize("samples", [18400, 1001, 7])
+def test_the_matrix_product_resamples_as_torchaudio_does(orig: int, new: int, samples: int) -> None:
+    resample = torchaudio.transforms.Resample(orig, new)
+    windows = torch.randn(3, samples, generator=torch.Generator().manual_seed(samples))
+    expected = resample(windows)
+    got = resampled(resample, windows)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() <= 1e-6 * float(expected.abs().max())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_the_sound_extent_spans_every_windows_sound(dtype: torch.dtype) -> None:
+    windows = windows_with([(8000, 11000), (7900, 10500), (8300, 11200)]).to(dtype)
+    assert sound_extent(windows) == (7900, 11200)
+    assert sound_extent(windows[:1]) == (8000, 11000)
+    edges = torch.zeros(2, 50, dtype=dtype)
+    edges[0, 0], edges[1, 49] = 1.0, -1.0
+    assert sound_extent(edges) == (0, 50)
+    assert sound_extent(torch.zeros(2, 50, dtype=dtype)) is None

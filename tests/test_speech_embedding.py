@@ -25,8 +25,11 @@ from sdc.pretrained.speech_embedding import (
     MEL_BINS,
     N_FFT,
     STRIDE_FRAMES,
+    SPAN_ALIGN,
+    WINDOW_TAPS,
     SpeechEmbedding,
     _length_groups,
+    _sounding_span,
     check_front_end,
     windowed_dft,
 )
@@ -210,6 +213,34 @@ def test_out_of_training_the_spectrum_too_is_computed_only_around_the_sound() ->
     assert spectra[1] == windows.shape[1] and spectra[0] < windows.shape[1] // 3
     assert whole.abs().max() > 0.1
     assert (skipping - whole).abs().max() < 1e-5 * whole.abs().max()
+
+
+@pytest.mark.parametrize(
+    "sound", [[(20000, 28000)], [(3, 900), (30000, 30001)], [(49000, 49600)], [(0, 0)]]
+)
+def test_the_sounding_span_found_from_the_samples_is_the_heard_frames(
+    sound: list[tuple[int, int]],
+) -> None:
+    """Out of an export, the batch's sounding frames come from the samples by numpy: the
+    span holds every frame whose analysis window reads a sample that is not zero, and is the
+    one an exported graph (traced) finds."""
+    waves = torch.zeros(2, 49600)
+    for row, (start, stop) in enumerate(sound):
+        waves[row, start:stop] = 0.5 + torch.rand(stop - start)
+    eager = [int(x) for x in _sounding_span(waves)]
+    traced = torch.jit.trace(lambda w: torch.stack(_sounding_span(w)), waves)(waves)
+    assert eager == traced.tolist()
+    reads = [
+        bool(waves[:, j * HOP + WINDOW_TAPS.start : j * HOP + WINDOW_TAPS.stop].any())
+        for j in range(SpeechEmbedding.image_frames(waves.shape[-1]))
+    ]
+    start, length = eager
+    assert (start - SPAN_ALIGN) % 8 == 0 and (length - SPAN_ALIGN) % 8 == 0
+    if any(reads):
+        heard = [j for j, read in enumerate(reads) if read]
+        assert start <= heard[0] < start + 8 and heard[-1] < start + length <= heard[-1] + 8
+    else:
+        assert length == SPAN_ALIGN or length == 8 + SPAN_ALIGN
 
 
 def test_weights_changed_after_inference_are_heard() -> None:

@@ -9,11 +9,11 @@ each side, and the output is zeros elsewhere: the same numbers to float rounding
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torchaudio.transforms import Resample
+
+from sdc.audio.sound_extent import sound_extent
 
 
 def resample_sound(resample: nn.Module, windows: torch.Tensor) -> torch.Tensor:
@@ -27,19 +27,39 @@ def resample_sound(resample: nn.Module, windows: torch.Tensor) -> torch.Tensor:
     samples = windows.shape[-1]
     step = int(resample.orig_freq) // resample.gcd  # input samples per block of outputs
     up = int(resample.new_freq) // resample.gcd  # outputs per block
-    sound = windows.ne(0).any(dim=0).nonzero()
-    if len(sound) == 0:
-        return windows.new_zeros(windows.shape[0], math.ceil(up * samples / step))
+    extent = sound_extent(windows)
+    if extent is None:
+        return windows.new_zeros(windows.shape[0], -(-up * samples // step))
     # An output block reads the kernel's length of input from its start less `width`: beyond
     # this margin, outputs read only zeros.
     margin = resample.kernel.shape[-1] + step
-    first = max(0, int(sound[0]) - margin) // step * step
-    stop = min(samples, int(sound[-1]) + 1 + margin)
+    first = max(0, extent[0] - margin) // step * step
+    stop = min(samples, extent[1] + margin)
     if 2 * (stop - first) > samples:
-        return resample(windows)
-    out = windows.new_zeros(windows.shape[0], math.ceil(up * samples / step))
-    part = resample(windows[:, first:stop])
+        return resampled(resample, windows)
+    out = windows.new_zeros(windows.shape[0], -(-up * samples // step))
+    part = resampled(resample, windows[:, first:stop])
     offset = first // step * up
     length = min(part.shape[-1], out.shape[-1] - offset)
     out[:, offset : offset + length] = part[:, :length]
     return out
+
+
+def resampled(resample: Resample, windows: torch.Tensor) -> torch.Tensor:
+    """`resample(windows)`, as one matrix product of its kernel with blocks of the input.
+
+    torchaudio convolves one input channel into one output channel per phase; oneDNN runs that
+    two to three times slower on one thread (8 -> 16 kHz for two clips of 0.6 s: 73 against
+    182 us; 8.6 -> 8 kHz for one: 27 against 54 us).
+    """
+    step = int(resample.orig_freq) // resample.gcd
+    up = int(resample.new_freq) // resample.gcd
+    kernel = resample.kernel[:, 0]  # (up, taps): one filter per output phase
+    padded = nn.functional.pad(windows, (resample.width, resample.width + step))
+    blocks = padded.unfold(-1, kernel.shape[-1], step)  # (B, blocks, taps), a view
+    if up < 8:
+        # MKL's product with fewer than 8 columns is slow; with 8 rows, not.
+        out = torch.matmul(kernel, blocks.transpose(-1, -2)).transpose(-1, -2)
+    else:
+        out = torch.matmul(blocks, kernel.T)
+    return out.flatten(-2)[..., : -(-up * windows.shape[-1] // step)]
