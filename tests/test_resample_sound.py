@@ -30,18 +30,25 @@ def windows_with(spans: list[tuple[int, int]], samples: int = 18400) -> torch.Te
         [(1000, 1000)],  # silence
     ],
 )
+@pytest.mark.parametrize("threads", [1, 2])  # a matrix product on one, torchaudio's on two
 def test_the_same_numbers_as_the_whole_window(
-    orig: int, new: int, spans: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
+    orig: int,
+    new: int,
+    spans: list[tuple[int, int]],
+    threads: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    torch.set_num_threads(threads)  # conftest puts torch's threads back
     resample = torchaudio.transforms.Resample(orig, new)
     windows = windows_with(spans)
     heard: list[int] = []
+    on_these_threads = resample_sound_module._on_these_threads
 
     def spy(module: torchaudio.transforms.Resample, part: torch.Tensor) -> torch.Tensor:
         heard.append(part.shape[-1])
-        return resampled(module, part)
+        return on_these_threads(module, part)
 
-    monkeypatch.setattr(resample_sound_module, "resampled", spy)
+    monkeypatch.setattr(resample_sound_module, "_on_these_threads", spy)
     expected = resample(windows)
     got = resample_sound(resample, windows)
     assert got.shape == expected.shape
@@ -56,7 +63,9 @@ def test_no_resampling_is_the_identity() -> None:
     assert resample_sound(torch.nn.Identity(), windows) is windows
 
 
-@pytest.mark.parametrize(("orig", "new"), [(8000, 16000), (7400, 8000), (8600, 8000), (16000, 8000)])
+@pytest.mark.parametrize(
+    ("orig", "new"), [(8000, 16000), (7400, 8000), (8600, 8000), (16000, 8000)]
+)
 @pytest.mark.parametrize("samples", [18400, 1001, 7])
 def test_the_matrix_product_resamples_as_torchaudio_does(orig: int, new: int, samples: int) -> None:
     resample = torchaudio.transforms.Resample(orig, new)
