@@ -459,7 +459,7 @@ def _sounding_span(waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     samples: the frames whose analysis window reads a sample that is not zero in any wave of
     the batch (every other frame is silent, so at the floor), aligned alike."""
     samples = waves.shape[-1]
-    if not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
+    if not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):  # eager: through numpy
         extent = sound_extent(waves) or (samples, 0)  # none: an empty stretch
         first_sample, stop_sample = torch.tensor(extent, device=waves.device).unbind()
         return _frames_reading(first_sample, stop_sample, samples)
@@ -586,8 +586,8 @@ def _along_bands(
 ) -> torch.Tensor:
     """A convolution `width` bands wide (padded by width // 2) over a column (B, C, 1, F), as
     one matrix product: (B, F, N) for a `matrix` (width x C, N). A convolution call on a
-    column costs 30-100 us on one thread whatever its size, a fifth of `best`'s time for one
-    clip over its 40 columns; the product, a few."""
+    column costs 30-100 us on one thread whatever its size: over the network's 21, a fifth of
+    `best`'s time for one clip (1.8 of 9.1 ms); as products, 0.2 ms."""
     rows = column.permute(0, 2, 3, 1).flatten(1, 2)  # (B, F, C)
     if width > 1:
         pad = width // 2
