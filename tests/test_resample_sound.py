@@ -8,7 +8,7 @@ import torchaudio
 
 import sdc.audio.resample_sound as resample_sound_module
 from sdc.audio.resample_sound import resample_sound, resampled
-from sdc.audio.sound_extent import sound_extent
+from sdc.audio.sound_stretch import sound_stretch
 
 
 def windows_with(spans: list[tuple[int, int]], samples: int = 18400) -> torch.Tensor:
@@ -77,11 +77,11 @@ def test_the_matrix_product_resamples_as_torchaudio_does(orig: int, new: int, sa
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_the_sound_extent_spans_every_windows_sound(dtype: torch.dtype) -> None:
+def test_the_sound_stretch_spans_every_windows_sound(dtype: torch.dtype) -> None:
     windows = windows_with([(8000, 11000), (7900, 10500), (8300, 11200)]).to(dtype)
-    assert sound_extent(windows) == (7900, 11200)
-    assert sound_extent(windows[:1]) == (8000, 11000)
+    assert sound_stretch(windows) == (7900, 11200)
+    assert sound_stretch(windows[:1]) == (8000, 11000)
     edges = torch.zeros(2, 50, dtype=dtype)
     edges[0, 0], edges[1, 49] = 1.0, -1.0
-    assert sound_extent(edges) == (0, 50)
-    assert sound_extent(torch.zeros(2, 50, dtype=dtype)) is None
+    assert sound_stretch(edges) == (0, 50)
+    assert sound_stretch(torch.zeros(2, 50, dtype=dtype)) is None

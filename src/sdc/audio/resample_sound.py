@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torchaudio.transforms import Resample
 
-from sdc.audio.sound_extent import sound_extent
+from sdc.audio.sound_stretch import sound_stretch
 
 
 def resample_sound(resample: nn.Module, windows: torch.Tensor) -> torch.Tensor:
@@ -27,14 +27,14 @@ def resample_sound(resample: nn.Module, windows: torch.Tensor) -> torch.Tensor:
     samples = windows.shape[-1]
     step = int(resample.orig_freq) // resample.gcd  # input samples per block of outputs
     up = int(resample.new_freq) // resample.gcd  # outputs per block
-    extent = sound_extent(windows)
-    if extent is None:
+    stretch = sound_stretch(windows)
+    if stretch is None:
         return windows.new_zeros(windows.shape[0], -(-up * samples // step))
     # An output block reads the kernel's length of input from its start less `width`: beyond
     # this margin, outputs read only zeros.
     margin = resample.kernel.shape[-1] + step
-    first = max(0, extent[0] - margin) // step * step
-    stop = min(samples, extent[1] + margin)
+    first = max(0, stretch[0] - margin) // step * step
+    stop = min(samples, stretch[1] + margin)
     if 2 * (stop - first) > samples:
         return _on_these_threads(resample, windows)
     out = windows.new_zeros(windows.shape[0], -(-up * samples // step))

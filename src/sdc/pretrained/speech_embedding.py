@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sdc.audio.sound_extent import sound_extent
+from sdc.audio.sound_stretch import sound_stretch
 
 SAMPLE_RATE = 16000
 N_FFT = 512
@@ -460,8 +460,8 @@ def _sounding_span(waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     the batch (every other frame is silent, so at the floor), aligned alike."""
     samples = waves.shape[-1]
     if not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):  # eager: through numpy
-        extent = sound_extent(waves) or (samples, 0)  # none: an empty stretch
-        first_sample, stop_sample = torch.tensor(extent, device=waves.device).unbind()
+        stretch = sound_stretch(waves) or (samples, 0)  # none: an empty stretch
+        first_sample, stop_sample = torch.tensor(stretch, device=waves.device).unbind()
         return _frames_reading(first_sample, stop_sample, samples)
     sound = (waves != 0).any(dim=0)
     index = torch.arange(samples, device=waves.device)

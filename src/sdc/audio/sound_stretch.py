@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 
-def sound_extent(windows: torch.Tensor) -> tuple[int, int] | None:
+def sound_stretch(windows: torch.Tensor) -> tuple[int, int] | None:
     """The first sample index that is not zero in some window of `windows` (B, samples), and
     one past the last; None when every sample is zero.
 
