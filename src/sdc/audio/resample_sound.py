@@ -25,11 +25,11 @@ def resample_sound(resample: nn.Module, windows: torch.Tensor) -> torch.Tensor:
     if exporting or not isinstance(resample, Resample) or resample.orig_freq == resample.new_freq:
         return resample(windows)
     samples = windows.shape[-1]
-    step = int(resample.orig_freq) // resample.gcd  # input samples per block of outputs
-    up = int(resample.new_freq) // resample.gcd  # outputs per block
+    step, up = _block_sizes(resample)
+    outputs = -(-up * samples // step)
     stretch = sound_stretch(windows)
     if stretch is None:
-        return windows.new_zeros(windows.shape[0], -(-up * samples // step))
+        return windows.new_zeros(windows.shape[0], outputs)
     # An output block reads the kernel's length of input from its start less `width`: beyond
     # this margin, outputs read only zeros.
     margin = resample.kernel.shape[-1] + step
@@ -37,7 +37,7 @@ def resample_sound(resample: nn.Module, windows: torch.Tensor) -> torch.Tensor:
     stop = min(samples, stretch[1] + margin)
     if 2 * (stop - first) > samples:
         return _on_these_threads(resample, windows)
-    out = windows.new_zeros(windows.shape[0], -(-up * samples // step))
+    out = windows.new_zeros(windows.shape[0], outputs)
     part = _on_these_threads(resample, windows[:, first:stop])
     offset = first // step * up
     length = min(part.shape[-1], out.shape[-1] - offset)
@@ -62,8 +62,7 @@ def resampled(resample: Resample, windows: torch.Tensor) -> torch.Tensor:
     against 182 us; 8.6 -> 8 kHz for one: 27 against 54 us; eight windows of 1 s: 0.33 against
     0.63 ms).
     """
-    step = int(resample.orig_freq) // resample.gcd
-    up = int(resample.new_freq) // resample.gcd
+    step, up = _block_sizes(resample)
     kernel = resample.kernel[:, 0]  # (up, taps): one filter per output phase
     padded = nn.functional.pad(windows, (resample.width, resample.width + step))
     blocks = padded.unfold(-1, kernel.shape[-1], step)  # (B, blocks, taps), a view
@@ -73,3 +72,8 @@ def resampled(resample: Resample, windows: torch.Tensor) -> torch.Tensor:
     else:
         out = torch.matmul(blocks, kernel.T)
     return out.flatten(-2)[..., : -(-up * windows.shape[-1] // step)]
+
+
+def _block_sizes(resample: Resample) -> tuple[int, int]:
+    """Input samples per block, and the outputs each block gives (one per kernel phase)."""
+    return int(resample.orig_freq) // resample.gcd, int(resample.new_freq) // resample.gcd
