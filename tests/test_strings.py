@@ -265,24 +265,6 @@ def test_a_pitch_shift_moves_the_voice_and_keeps_the_duration() -> None:
     assert np.array_equal(same, tone)
 
 
-def test_strings_heard_through_other_microphones_keep_their_length_and_power() -> None:
-    from sdc.strings.train import through_microphones
-
-    rng = np.random.default_rng(0)
-    strings = [rng.normal(0, 0.1, n).astype(np.float32) for n in (4000, 9000, 6500)]
-    every = SynthesisConfig(microphone=1.0)
-    coloured = through_microphones(strings, every, RATE, seed=3)
-    for before, after in zip(strings, coloured, strict=True):
-        assert len(after) == len(before) and not np.allclose(after, before, atol=1e-3)
-        assert np.sum(after**2) == pytest.approx(np.sum(before**2), rel=1e-3)
-    again = through_microphones(strings, every, RATE, seed=3)
-    assert all(np.array_equal(a, b) for a, b in zip(coloured, again, strict=True)), "seeded"
-    other = through_microphones(strings, every, RATE, seed=4)
-    assert not np.allclose(other[0], coloured[0], atol=1e-3)
-    untouched = through_microphones(strings, SynthesisConfig(microphone=0.0), RATE, seed=3)
-    assert all(a is b for a, b in zip(untouched, strings, strict=True))
-
-
 def test_a_fold_run_alone_tests_the_strings_it_tests_in_the_full_run(
     tiny_fsdd: Path, tmp_path: Path, stand_in_weights: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

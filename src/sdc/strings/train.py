@@ -35,7 +35,6 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from sdc import LABELS
-from sdc.audio.augment.microphone import Microphone, random_microphones
 from sdc.audio.augment.resample import Resamplers, speed_change
 from sdc.audio.augment.vocoder import phase_vocoder_stretch
 from sdc.audio.decode import decode_audio, resample_array
@@ -115,28 +114,6 @@ def pitch_shifted(
             restored, restored_lengths = phase_vocoder_stretch(higher, shorter, 1 / applied)
         for row, i in enumerate(ids):
             out[i] = restored[row, : restored_lengths[row]].numpy().astype(np.float32)
-    return out
-
-
-def through_microphones(
-    waves: list[np.ndarray], cfg: SynthesisConfig, sample_rate: int, seed: int, batch: int = 32
-) -> list[np.ndarray]:
-    """Each string, with probability `cfg.microphone`, filtered by a random microphone
-    response of its own (`sdc.audio.augment.microphone`), its power kept."""
-    rng = np.random.default_rng(seed)
-    chosen = np.flatnonzero(rng.random(len(waves)) < cfg.microphone)
-    out = list(waves)
-    with torch.random.fork_rng(), torch.no_grad():
-        torch.manual_seed(seed)
-        for start in range(0, len(chosen), batch):
-            ids = chosen[start : start + batch]
-            lengths = torch.tensor([len(waves[i]) for i in ids])
-            padded = torch.zeros(len(ids), int(lengths.max()))
-            for row, i in enumerate(ids):
-                padded[row, : len(waves[i])] = torch.from_numpy(waves[i])
-            coloured = random_microphones(padded, lengths, Microphone(p=1.0), sample_rate)
-            for row, i in enumerate(ids):
-                out[i] = coloured[row, : len(waves[i])].numpy().astype(np.float32)
     return out
 
 
@@ -350,8 +327,6 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
             cfg.seed * 1000 + k,
         )
         waves = pitch_shifted(waves, cfg.synthesis, cfg.sample_rate, cfg.seed * 1000 + k)
-        if cfg.synthesis.microphone > 0:
-            waves = through_microphones(waves, cfg.synthesis, cfg.sample_rate, cfg.seed * 1000 + k)
         train[speaker] = (embed(reader, waves, cfg.finetune_layers), labels)
         log.info("%s: %d training strings embedded", speaker, len(waves))
     spoken: tuple[Frames, Labels] = ([], [])
@@ -359,8 +334,6 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
         waves, labels = spoken_strings(
             cfg.spoken_strings, cfg.synthesis, cfg.sample_rate, cfg.seed + 7
         )
-        if cfg.synthesis.microphone > 0:
-            waves = through_microphones(waves, cfg.synthesis, cfg.sample_rate, cfg.seed + 7)
         spoken = (embed(reader, waves, cfg.finetune_layers), labels)
         log.info("%d espeak-ng training strings embedded", len(waves))
     spoken_tests: dict[str, tuple[list, Labels]] = {}
