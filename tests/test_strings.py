@@ -25,6 +25,7 @@ from sdc.strings.cut_at_pauses import SUFFIX, models_by_held_out_speaker
 from sdc.strings.reader import (
     FRAME_SECONDS,
     MAX_DIGIT_SECONDS,
+    RECEPTIVE_SECONDS,
     DigitStringReader,
     greedy_read,
 )
@@ -225,6 +226,7 @@ def test_segmenters_must_each_hold_out_one_fold_speaker(
         ("strings.synthesis.gap_seconds=[0.3,0.1]", "strings.synthesis.gap_seconds"),
         ("strings.folds=[nobody]", "no speaker(s) ['nobody']"),
         ("strings.synthesis.min_digits=5 strings.synthesis.max_digits=2", "above max_digits"),
+        ("strings.test_time_speeds=[1.0,3.0]", "strings.test_time_speeds: expected"),
     ],
 )
 def test_bad_options_are_one_line_naming_the_key(
@@ -317,6 +319,40 @@ def test_the_embeddings_bottom_then_top_make_its_frames(stand_in_weights: None, 
         assert reader.above_count(below, top) == reader.frame_count(samples)
 
 
+def test_a_view_at_another_speed_is_read_back_onto_the_recordings_frame_times() -> None:
+    reader = DigitStringReader(("0", "1"), {}, RATE, 0.4)
+    pad = reader.pad / RATE
+    for speed in (0.925, 1.075):
+        # Each of the view's frames holds the time (s, in the view) its stretch is centred on.
+        view_times = torch.arange(60) * FRAME_SECONDS + RECEPTIVE_SECONDS / 2 - pad
+        mapped = reader._on_frames(view_times[:, None], speed, 50)[:, 0]
+        times = torch.arange(50) * FRAME_SECONDS + RECEPTIVE_SECONDS / 2 - pad
+        inside = (times / speed >= view_times[0]) & (times / speed <= view_times[-1])
+        # A moment t of the recording is heard at t / speed in the view.
+        torch.testing.assert_close(mapped[inside] * speed, times[inside])
+        assert inside.sum() > 40
+
+
+def test_reading_at_several_speeds_averages_the_views(stand_in_weights: None) -> None:
+    once = DigitStringReader(("0", "1"), {}, RATE, 0.4)
+    once.load_pretrained()
+    thrice = DigitStringReader(("0", "1"), {}, RATE, 0.4, test_time_speeds=(0.925, 1.0, 1.075))
+    thrice.load_state_dict(once.state_dict())
+    assert set(thrice.state_dict()) == set(once.state_dict()), "the views hold no weights"
+    once.eval(), thrice.eval()
+    wave = torch.randn(12000) * 0.1
+    with torch.no_grad():
+        plain = once(once.frames(wave[None])[:, : once.frame_count(len(wave))])[0]
+    torch.testing.assert_close(once.read_log_probs(wave), plain)
+    averaged = thrice.read_log_probs(wave)
+    assert averaged.shape == plain.shape
+    torch.testing.assert_close(averaged.exp().sum(dim=-1), torch.ones(len(plain)))
+    assert not torch.allclose(averaged, plain, atol=1e-3)
+    # Too short to be heard (0.5 s without padding): no frames, no digits.
+    unpadded = DigitStringReader(("0", "1"), {}, RATE, 0.0, test_time_speeds=(0.925, 1.0))
+    assert unpadded.read_log_probs(torch.zeros(4000)).shape == (0, 3)
+
+
 def test_fine_tuning_trains_the_embeddings_top_and_the_saved_model_reads_with_it(
     tiny_fsdd: Path, tmp_path: Path, stand_in_weights: None
 ) -> None:
@@ -330,3 +366,12 @@ def test_fine_tuning_trains_the_embeddings_top_and_the_saved_model_reads_with_it
     moved = [not torch.equal(before.weight, after.weight) for before, after in convs]
     assert moved == [False] * 18 + [True] * 2
     assert not any(p.requires_grad for p in saved.parameters())
+    # The reader reads at the speeds it was tested at; one saved before them, once.
+    model = StringRecognizer.from_checkpoint(tmp_path / "model.ckpt")
+    assert model.reader.test_time_speeds == (0.925, 1.0, 1.075)
+    checkpoint = torch.load(tmp_path / "model.ckpt", weights_only=True)
+    del checkpoint["hyper_parameters"]["test_time_speeds"]
+    torch.save(checkpoint, tmp_path / "older.ckpt")
+    assert StringRecognizer.from_checkpoint(tmp_path / "older.ckpt").reader.test_time_speeds == (
+        1.0,
+    )

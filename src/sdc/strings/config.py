@@ -53,6 +53,9 @@ class StringsConfig:
     frame_noise: float = option(0.05, low=0.0)
     """Gaussian noise on the frames while training (their scale is about 1), against
     over-fitting to the synthesized strings."""
+    test_time_speeds: list[float] = field(default_factory=lambda: [0.925, 1.0, 1.075])
+    """Each recording is read at these playback speeds (1.0: as recorded) and the per-frame
+    probabilities averaged, as `best` hears each window twice; [1.0]: once."""
     seed: int = 0
     sample_rate: int = option(8000, above=0)
     pad_seconds: float = option(0.4, low=0.0)

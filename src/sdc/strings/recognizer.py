@@ -54,6 +54,8 @@ class StringRecognizer:
                 dict(hparams["net"]),
                 int(hparams["frontend"]["sample_rate"]),
                 float(hparams["frontend"]["pad_seconds"]),
+                # Saved before the option existed: one hearing.
+                test_time_speeds=tuple(hparams.get("test_time_speeds", (1.0,))),
             )
             reader.load_state_dict(checkpoint["state_dict"])
         except Exception as err:  # a config or weights that do not fit this version of sdc
@@ -76,11 +78,9 @@ class StringRecognizer:
         """The digits in a recording at the model's rate, in order, each with its times."""
         wave = np.asarray(wave, dtype=np.float32).reshape(-1)
         wave = wave - np.float32(wave.mean()) if len(wave) else wave
-        frames = self.reader.frames(torch.from_numpy(wave).unsqueeze(0))
-        frames = frames[:, : self.reader.frame_count(len(wave))]
-        if frames.shape[1] == 0:
+        log_probs = self.reader.read_log_probs(torch.from_numpy(wave))
+        if log_probs.shape[0] == 0:
             return Transcript([])
-        log_probs = self.reader(frames)[0]
         duration = len(wave) / self.sample_rate
         segments = []
         for digit in greedy_read(log_probs, self.reader, duration):

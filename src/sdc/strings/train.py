@@ -227,14 +227,15 @@ def fit(
 
 
 @torch.no_grad()
-def score(reader: DigitStringReader, frames: Frames, labels: Labels) -> dict[str, float]:
-    """Whole-string accuracy, and digit error rate (edit distance over the digits said)."""
+def score(
+    reader: DigitStringReader, waves: Sequence[np.ndarray], labels: Labels
+) -> dict[str, float]:
+    """Whole-string accuracy, and digit error rate (edit distance over the digits said), of
+    each recording read as `sdc transcribe` reads it (at the reader's test-time speeds)."""
     pairs = []
-    for x, lengths, _, _, ids in _batches(frames, labels, 64, None):
-        log_probs = reader(x)
-        for row, i in enumerate(ids):
-            heard = [d.label for d in greedy_read(log_probs[row, : lengths[row]], reader, math.inf)]
-            pairs.append((heard, labels[i]))
+    for wave, said in zip(waves, labels, strict=True):
+        log_probs = reader.read_log_probs(torch.from_numpy(np.asarray(wave, np.float32)))
+        pairs.append(([d.label for d in greedy_read(log_probs, reader, math.inf)], said))
     return string_scores(pairs)
 
 
@@ -244,7 +245,12 @@ def new_reader(cfg: StringsConfig) -> DigitStringReader:
     in every run."""
     torch.manual_seed(cfg.seed)
     reader = DigitStringReader(
-        LABELS, asdict(cfg.net), cfg.sample_rate, cfg.pad_seconds, cfg.weights_dir
+        LABELS,
+        asdict(cfg.net),
+        cfg.sample_rate,
+        cfg.pad_seconds,
+        cfg.weights_dir,
+        tuple(cfg.test_time_speeds),
     )
     reader.load_pretrained()
     return reader.eval()
@@ -258,6 +264,7 @@ def save_reader(reader: DigitStringReader, cfg: StringsConfig, path: Path) -> No
         "labels": list(reader.labels),
         "net": asdict(cfg.net),
         "frontend": {"sample_rate": cfg.sample_rate, "pad_seconds": cfg.pad_seconds},
+        "test_time_speeds": list(reader.test_time_speeds),
     }
     checkpoint = {"state_dict": reader.state_dict(), "hyper_parameters": hparams}
     tmp = path.with_name(path.name + ".tmp")
@@ -305,6 +312,12 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
         raise SdcError(
             f"strings.synthesis.min_digits: {cfg.synthesis.min_digits} is above max_digits "
             f"({cfg.synthesis.max_digits})"
+        )
+    speeds = list(cfg.test_time_speeds)
+    if not speeds or not all(0.5 <= s <= 2.0 for s in speeds):
+        raise SdcError(
+            f"strings.test_time_speeds: expected a list of speeds, each in [0.5, 2] (1: as "
+            f"recorded), got {speeds}"
         )
     pools = speaker_pools(Path(cfg.root), cfg.sample_rate, cfg.synthesis.trim_db)
     speakers = sorted(pools)
@@ -356,7 +369,7 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
         fit(fold_reader, frames, labels, cfg, writer, f"fold_{held}")
         # Tested as `sdc transcribe` reads: the whole embedding, fine-tuned top included.
         table[held] = {
-            name: score(fold_reader, embed(fold_reader, waves), digits)
+            name: score(fold_reader, waves, digits)
             for name, (waves, digits) in {**sets, **spoken_tests}.items()
         }
         if held in segmenters:
