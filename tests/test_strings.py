@@ -348,9 +348,14 @@ def test_reading_at_several_speeds_averages_the_views(stand_in_weights: None) ->
     assert averaged.shape == plain.shape
     torch.testing.assert_close(averaged.exp().sum(dim=-1), torch.ones(len(plain)))
     assert not torch.allclose(averaged, plain, atol=1e-3)
+    # One speed other than 1 is still read onto the recording's frames.
+    faster = DigitStringReader(("0", "1"), {}, RATE, 0.4, test_time_speeds=(1.075,))
+    faster.load_state_dict(once.state_dict())
+    assert faster.eval().read_log_probs(wave).shape == plain.shape
     # Too short to be heard (0.5 s without padding): no frames, no digits.
-    unpadded = DigitStringReader(("0", "1"), {}, RATE, 0.0, test_time_speeds=(0.925, 1.0))
-    assert unpadded.read_log_probs(torch.zeros(4000)).shape == (0, 3)
+    for speeds in ((1.0,), (0.925, 1.0)):
+        unpadded = DigitStringReader(("0", "1"), {}, RATE, 0.0, test_time_speeds=speeds)
+        assert unpadded.read_log_probs(torch.zeros(4000)).shape == (0, 3)
 
 
 def test_fine_tuning_trains_the_embeddings_top_and_the_saved_model_reads_with_it(
