@@ -267,24 +267,6 @@ def test_a_pitch_shift_moves_the_voice_and_keeps_the_duration() -> None:
     assert np.array_equal(same, tone)
 
 
-def test_a_speed_change_plays_the_string_faster_and_higher() -> None:
-    from sdc.strings.train import speed_perturbed
-
-    t = np.arange(RATE) / RATE
-    tone = (0.3 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)
-    faster = SynthesisConfig(speed=1.0, speed_range=(1.25, 1.25))
-    (played,) = speed_perturbed([tone], faster, RATE, seed=0)
-    assert len(played) == pytest.approx(len(tone) / 1.25, abs=2)
-    peak = np.argmax(np.abs(np.fft.rfft(played[500:-500]))) * RATE / (len(played) - 1000)
-    assert peak == pytest.approx(625, rel=0.02)
-    (same,) = speed_perturbed([tone], SynthesisConfig(speed=0.0), RATE, seed=0)
-    assert np.array_equal(same, tone)
-
-    waves = [np.full(800, 0.1, np.float32)] * 40
-    lengths = [len(w) for w in speed_perturbed(waves, SynthesisConfig(speed=0.5), RATE, seed=3)]
-    assert 5 < sum(n != 800 for n in lengths) < 35
-
-
 def test_a_fold_run_alone_tests_the_strings_it_tests_in_the_full_run(
     tiny_fsdd: Path, tmp_path: Path, stand_in_weights: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

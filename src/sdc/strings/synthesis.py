@@ -33,11 +33,6 @@ class SynthesisConfig:
     """How many strings have their voice shifted (pitch and formants, duration kept): the
     isolated-digit recipe's `pitch_shift`, for voices higher and lower than FSDD's six men."""
     pitch_semitones: tuple[float, float] = option((-3.0, 7.0), low=-12.0, high=12.0)
-    speed: float = probability(0.5)
-    """How many strings are played faster or slower (tempo, pitch and formants together), as
-    people say digits at their own rates; drawn apart from the other choices."""
-    speed_range: tuple[float, float] = option((0.9, 1.1), low=0.5, high=2.0)
-    """Playback speed (1: as made; 1.1: a tenth faster and higher)."""
     trim_db: float = option(30.0, above=0.0)
     """Each clip is cut where quieter than this many dB below its loudest 10 ms: FSDD's own
     trimming leaves up to a few hundred ms of silence, which would be a pause."""

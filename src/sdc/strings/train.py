@@ -88,7 +88,7 @@ def speaker_pools(root: Path, sample_rate: int, trim_db: float) -> dict[str, lis
 
 
 def pitch_shifted(
-    waves: list[np.ndarray], cfg: SynthesisConfig, sample_rate: int, seed: int
+    waves: list[np.ndarray], cfg: SynthesisConfig, sample_rate: int, seed: int, batch: int = 32
 ) -> list[np.ndarray]:
     """Each string, with probability `cfg.pitch`, made higher or lower by a whole-string shift
     drawn from `cfg.pitch_semitones`: resampled (pitch and formants move together, as between
@@ -97,48 +97,23 @@ def pitch_shifted(
     shifts = np.where(
         rng.random(len(waves)) < cfg.pitch, rng.uniform(*cfg.pitch_semitones, len(waves)), 0.0
     )
-    return _played_at(waves, 2.0 ** (shifts / 12), sample_rate, keep_duration=True)
-
-
-def speed_perturbed(
-    waves: list[np.ndarray], cfg: SynthesisConfig, sample_rate: int, seed: int
-) -> list[np.ndarray]:
-    """Each string, with probability `cfg.speed`, played at a speed drawn from
-    `cfg.speed_range`: shorter and higher, or longer and lower, as a faster or slower talker."""
-    rng = np.random.default_rng(seed)
-    speeds = np.where(
-        rng.random(len(waves)) < cfg.speed, rng.uniform(*cfg.speed_range, len(waves)), 1.0
-    )
-    return _played_at(waves, speeds, sample_rate, keep_duration=False)
-
-
-def _played_at(
-    waves: list[np.ndarray],
-    speeds: np.ndarray,
-    sample_rate: int,
-    keep_duration: bool,
-    batch: int = 32,
-) -> list[np.ndarray]:
-    """Each string resampled to play `speeds[i]` times faster (1: left as it is); with
-    `keep_duration`, stretched back to its length by the phase-locked vocoder."""
     resamplers = Resamplers()
     out = list(waves)
-    chosen = np.flatnonzero(speeds != 1.0)
+    chosen = np.flatnonzero(shifts)
     for start in range(0, len(chosen), batch):
         ids = chosen[start : start + batch]
         lengths = torch.tensor([len(waves[i]) for i in ids])
         padded = torch.zeros(len(ids), int(lengths.max()))
         for row, i in enumerate(ids):
             padded[row, : len(waves[i])] = torch.from_numpy(waves[i])
-        factors = torch.tensor(speeds[ids], dtype=torch.float32)
+        factors = torch.tensor(2.0 ** (shifts[ids] / 12), dtype=torch.float32)
         with torch.no_grad():
-            played, played_lengths, applied = speed_change(
+            higher, shorter, applied = speed_change(
                 padded, lengths, factors, sample_rate, resamplers
             )
-            if keep_duration:
-                played, played_lengths = phase_vocoder_stretch(played, played_lengths, 1 / applied)
+            restored, restored_lengths = phase_vocoder_stretch(higher, shorter, 1 / applied)
         for row, i in enumerate(ids):
-            out[i] = played[row, : played_lengths[row]].numpy().astype(np.float32)
+            out[i] = restored[row, : restored_lengths[row]].numpy().astype(np.float32)
     return out
 
 
@@ -365,9 +340,6 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
             cfg.seed * 1000 + k,
         )
         waves = pitch_shifted(waves, cfg.synthesis, cfg.sample_rate, cfg.seed * 1000 + k)
-        # Its own stream, so that the strings and their pitches are those drawn without it.
-        speed_seed = cfg.seed * 1000 + k + 500
-        waves = speed_perturbed(waves, cfg.synthesis, cfg.sample_rate, speed_seed)
         train[speaker] = (embed(reader, waves, cfg.finetune_layers), labels)
         log.info("%s: %d training strings embedded", speaker, len(waves))
     spoken: tuple[Frames, Labels] = ([], [])
