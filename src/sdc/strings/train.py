@@ -198,12 +198,23 @@ def fit(
         optimizer, [group["lr"] for group in groups], total_steps=steps
     )
     ctc = nn.CTCLoss(blank=reader.blank, zero_infinity=True)
+    # Its own generator: the masks leave the batches and the noise as drawn without them.
+    masks = torch.Generator().manual_seed(cfg.seed + 1)
+    per_second = (
+        reader.below_count(2 * cfg.sample_rate, top) - reader.below_count(cfg.sample_rate, top)
+        if top
+        else 0
+    )
+    time_width = round(cfg.time_mask_seconds * per_second)
     for epoch in range(cfg.epochs):
         network.train()
         total, started = 0.0, time.perf_counter()
         for x, lengths, targets, target_lengths, _ in _batches(frames, labels, cfg.batch_size, rng):
             if top:
-                x = reader.above(x.permute(0, 3, 1, 2), top)
+                x = x.permute(0, 3, 1, 2)  # (B, C, T, bands)
+                x = masked(x, 2, lengths, cfg.time_masks, time_width, masks)
+                x = masked(x, 3, None, cfg.band_masks, cfg.band_mask_bands, masks)
+                x = reader.above(x, top)
                 lengths = torch.tensor([reader.above_count(int(n), top) for n in lengths])
             x = x + cfg.frame_noise * torch.randn_like(x)
             log_probs = reader(x).transpose(0, 1)  # CTC wants (T, B, classes)
@@ -224,6 +235,33 @@ def fit(
         )
     network.eval()
     reader.embedding.requires_grad_(False)
+
+
+def masked(
+    x: torch.Tensor,
+    dim: int,
+    lengths: torch.Tensor | None,
+    count: int,
+    width: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """`x` with `count` spans of up to `width` positions along `dim` set to 0 in each row,
+    inside the row's first `lengths` positions (None: all of them)."""
+    rows, size = x.shape[0], x.shape[dim]
+    if not count or not width:
+        return x
+    limit = torch.full((rows,), size) if lengths is None else lengths.clamp(max=size)
+    positions = torch.arange(size)
+    keep = torch.ones(rows, size, dtype=torch.bool)
+    for _ in range(count):
+        widths = torch.randint(0, width + 1, (rows,), generator=generator)
+        room = (limit - widths).clamp(min=0)
+        starts = (torch.rand(rows, generator=generator) * (room + 1)).long()
+        inside = (positions >= starts[:, None]) & (positions < (starts + widths)[:, None])
+        keep &= ~inside
+    shape = [rows] + [1] * (x.dim() - 1)
+    shape[dim] = size
+    return x * keep.view(shape)
 
 
 @torch.no_grad()
