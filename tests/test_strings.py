@@ -380,3 +380,21 @@ def test_fine_tuning_trains_the_embeddings_top_and_the_saved_model_reads_with_it
     assert StringRecognizer.from_checkpoint(tmp_path / "older.ckpt").reader.test_time_speeds == (
         1.0,
     )
+
+
+def test_masks_fall_inside_each_string_and_no_wider_than_asked() -> None:
+    from sdc.strings.train import masked
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.ones(64, 3, 40, 8)
+    lengths = torch.randint(5, 41, (64,))
+    out = masked(x, 2, lengths, 2, 4, generator)
+    hidden = out[:, 0, :, 0] == 0
+    assert hidden.any() and (hidden.sum(dim=1) <= 8).all()
+    beyond = torch.arange(40) >= lengths[:, None]
+    assert not (hidden & beyond).any()
+    # Whole positions: every channel and band of a masked position, nothing else.
+    assert torch.equal(out == 0, hidden[:, None, :, None].expand_as(out))
+    bands = masked(x, 3, None, 1, 2, generator)[:, 0, 0, :] == 0
+    assert bands.any() and (bands.sum(dim=1) <= 2).all()
+    assert torch.equal(masked(x, 2, lengths, 0, 4, generator), x)

@@ -20,6 +20,23 @@ class ReaderNetConfig:
 
 
 @dataclass
+class MaskConfig:
+    """`strings.masks`: SpecAugment on what the embedding's frozen bottom made of each training
+    string, drawn afresh every epoch, where the strings themselves are made once."""
+
+    time: int = option(2, low=0)
+    """Spans of time masked (set to 0) in each string."""
+    time_seconds: float = option(0.1, low=0.0)
+    """Each time span's longest (s)."""
+    bands: int = option(1, low=0)
+    """Spans of bands masked in each string (none with the embedding frozen: its frames have
+    no bands)."""
+    band_fraction: float = option(0.25, low=0.0, high=1.0)
+    """Each band span's widest, as a fraction of the bottom's bands (under ten fine-tuned
+    convolutions 8, each about 4 of the 32 mel bands)."""
+
+
+@dataclass
 class StringsConfig:
     """`strings` (`sdc strings`): data, folds, training and the network."""
 
@@ -53,14 +70,7 @@ class StringsConfig:
     frame_noise: float = option(0.05, low=0.0)
     """Gaussian noise on the frames while training (their scale is about 1), against
     over-fitting to the synthesized strings."""
-    time_masks: int = option(2, low=0)
-    """Spans of time masked (set to 0) in what the embedding's frozen bottom made of each
-    training string, drawn afresh every epoch (SpecAugment on its 20 ms positions)."""
-    time_mask_seconds: float = option(0.1, low=0.0)
-    """Each time mask's longest span (s)."""
-    band_masks: int = option(1, low=0)
-    """Bands masked, of the bottom's 8 (each about 4 of the 32 mel bands), likewise."""
-    band_mask_bands: int = option(2, low=0, high=8)
+    masks: MaskConfig = field(default_factory=MaskConfig)
     test_time_speeds: list[float] = field(default_factory=lambda: [0.925, 1.0, 1.075])
     """Each recording is read at these playback speeds (1.0: as recorded) and the per-frame
     probabilities averaged, as `best` hears each window twice; [1.0]: once."""

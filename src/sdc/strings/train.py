@@ -199,23 +199,22 @@ def fit(
     )
     ctc = nn.CTCLoss(blank=reader.blank, zero_infinity=True)
     # Its own generator: the masks leave the batches and the noise as drawn without them.
-    masks = torch.Generator().manual_seed(cfg.seed + 1)
-    per_second = (
-        reader.below_count(2 * cfg.sample_rate, top) - reader.below_count(cfg.sample_rate, top)
-        if top
-        else 0
-    )
-    time_width = round(cfg.time_mask_seconds * per_second)
+    masks, spec = torch.Generator().manual_seed(cfg.seed + 1), cfg.masks
+    count = (lambda n: reader.below_count(n, top)) if top else reader.frame_count
+    time_width = round(spec.time_seconds * (count(2 * cfg.sample_rate) - count(cfg.sample_rate)))
     for epoch in range(cfg.epochs):
         network.train()
         total, started = 0.0, time.perf_counter()
         for x, lengths, targets, target_lengths, _ in _batches(frames, labels, cfg.batch_size, rng):
             if top:
                 x = x.permute(0, 3, 1, 2)  # (B, C, T, bands)
-                x = masked(x, 2, lengths, cfg.time_masks, time_width, masks)
-                x = masked(x, 3, None, cfg.band_masks, cfg.band_mask_bands, masks)
+                x = masked(x, 2, lengths, spec.time, time_width, masks)
+                bands = int(spec.band_fraction * x.shape[3])
+                x = masked(x, 3, None, spec.bands, bands, masks)
                 x = reader.above(x, top)
                 lengths = torch.tensor([reader.above_count(int(n), top) for n in lengths])
+            else:
+                x = masked(x, 1, lengths, spec.time, time_width, masks)
             x = x + cfg.frame_noise * torch.randn_like(x)
             log_probs = reader(x).transpose(0, 1)  # CTC wants (T, B, classes)
             loss = ctc(log_probs, targets, lengths, target_lengths)
