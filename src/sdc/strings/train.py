@@ -10,9 +10,10 @@ given `strings.segmenters`, the same strings cut at pauses as `sdc transcribe` c
 accuracy and digit error rate per condition and fold) and TensorBoard's loss curves.
 
 The embedding's bottom is frozen, so what it makes of each training string is computed once
-(float16); its last `strings.finetune_layers` convolutions and the network (a few hundred
-thousand weights) learn from that with CTC, about 2.5 minutes an epoch on 2 cores: a plain loop,
-without Lightning's machinery, which would add nothing here.
+(float16), and masked afresh every epoch (`strings.masks`); its last `strings.finetune_layers`
+convolutions and the network (a few hundred thousand weights) learn from that with CTC, about
+2.5 minutes an epoch on 2 cores: a plain loop, without Lightning's machinery, which would add
+nothing here.
 """
 
 from __future__ import annotations
