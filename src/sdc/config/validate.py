@@ -7,6 +7,8 @@ field, and the few rules that tie two options together.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from omegaconf import DictConfig, OmegaConf
 
 from sdc.config.fields import check
@@ -23,6 +25,15 @@ def _require(cfg: DictConfig, key: str, ok: bool, expected: str) -> None:
 
 def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+SPEEDS = "a list of speeds, each in [0.5, 2] (1: as recorded)"
+"""What a list of test-time playback speeds must be: `best`'s and the string reader's."""
+
+
+def speeds_in_range(speeds: Iterable[object]) -> bool:
+    """Whether every one of `speeds` is a number in [0.5, 2] (see `SPEEDS`)."""
+    return all(_number(v) and 0.5 <= v <= 2.0 for v in speeds)  # type: ignore[operator]
 
 
 def validate(cfg: DictConfig) -> None:
@@ -52,9 +63,8 @@ def validate(cfg: DictConfig) -> None:
     _require(
         cfg,
         "test_time_speeds",
-        speeds is None
-        or (OmegaConf.is_list(speeds) and all(_number(v) and 0.5 <= v <= 2.0 for v in speeds)),
-        "null or a list of speeds, each in [0.5, 2] (1: as recorded)",
+        speeds is None or (OmegaConf.is_list(speeds) and speeds_in_range(speeds)),
+        f"null or {SPEEDS}",
     )
     epochs = cfg.trainer.max_epochs
     _require(

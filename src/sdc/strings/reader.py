@@ -164,16 +164,16 @@ class DigitStringReader(nn.Module):
         interpolated between the view's two nearest frames."""
         if speed == 1.0:
             return probs
-        pad = self.pad / self.sample_rate
-        centres = torch.arange(frames) * FRAME_SECONDS + RECEPTIVE_SECONDS / 2 - pad
-        at = (centres / speed - RECEPTIVE_SECONDS / 2 + pad) / FRAME_SECONDS
+        centres = self.frame_time(torch.arange(frames))
+        # The inverse of `frame_time`, in the view: which (fractional) frame is centred there.
+        at = (centres / speed - self.frame_time(0)) / FRAME_SECONDS
         at = at.clamp(0, probs.shape[0] - 1)
         low = at.floor().long()
         high = (low + 1).clamp(max=probs.shape[0] - 1)
         share = (at - low)[:, None]
         return probs[low] * (1 - share) + probs[high] * share
 
-    def frame_time(self, index: int) -> float:
+    def frame_time(self, index: int | torch.Tensor) -> float | torch.Tensor:
         """Seconds into the recording where frame `index`'s stretch of audio is centred."""
         return index * FRAME_SECONDS + RECEPTIVE_SECONDS / 2 - self.pad / self.sample_rate
 

@@ -42,6 +42,7 @@ from sdc.audio.decode import decode_audio, resample_array
 from sdc.cli import run_hydra_app, user_errors
 from sdc.config import config_dir
 from sdc.config.fields import check
+from sdc.config.validate import SPEEDS, speeds_in_range
 from sdc.data.fsdd import find_recordings_dir, index_recordings
 from sdc.errors import SdcError
 from sdc.files import write_text
@@ -352,11 +353,8 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
             f"({cfg.synthesis.max_digits})"
         )
     speeds = list(cfg.test_time_speeds)
-    if not speeds or not all(0.5 <= s <= 2.0 for s in speeds):
-        raise SdcError(
-            f"strings.test_time_speeds: expected a list of speeds, each in [0.5, 2] (1: as "
-            f"recorded), got {speeds}"
-        )
+    if not speeds or not speeds_in_range(speeds):
+        raise SdcError(f"strings.test_time_speeds: expected {SPEEDS}, got {speeds}")
     pools = speaker_pools(Path(cfg.root), cfg.sample_rate, cfg.synthesis.trim_db)
     speakers = sorted(pools)
     folds = speakers if cfg.folds is None else list(cfg.folds)
