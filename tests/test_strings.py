@@ -289,6 +289,37 @@ def test_a_fold_run_alone_tests_the_strings_it_tests_in_the_full_run(
     assert alone == with_alice and alone != made[1]
 
 
+def test_test_strings_keep_the_quiet_ends_that_training_strings_cut(
+    tiny_fsdd: Path, tmp_path: Path, stand_in_weights: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sdc.strings.train as strings_train
+
+    loud, quiet = round(0.3 * RATE), round(0.1 * RATE)
+    t = np.arange(loud + quiet) / RATE
+    clip = (0.3 * np.sin(2 * np.pi * 400 * t)).astype(np.float32)
+    clip[loud:] *= 10 ** (-35 / 20)  # a trailing "s", 35 dB below the vowel
+    pools = {s: [(d, clip.copy()) for d in range(10)] for s in ("alice", "bob")}
+    monkeypatch.setattr(strings_train, "speaker_pools", lambda *_: pools)
+    lengths: dict[str, set[int]] = {"test": set(), "training": set()}
+    test_sets, training_strings = strings_train.test_sets, strings_train.training_strings
+
+    def tested(pool: list, *args: object) -> dict:
+        lengths["test"].update(len(c) for _, c in pool)
+        return test_sets(pool, *args)
+
+    def trained(pool: list, *args: object) -> tuple:
+        lengths["training"].update(len(c) for _, c in pool)
+        return training_strings(pool, *args)
+
+    monkeypatch.setattr(strings_train, "test_sets", tested)
+    monkeypatch.setattr(strings_train, "training_strings", trained)
+    quick = ("strings.epochs=1", "strings.strings_per_speaker=4", "strings.test_strings=2")
+    quick += ("strings.spoken_strings=0", "strings.final=false", "strings.folds=[bob]")
+    quick += ("strings.finetune_layers=0", "strings.test_time_speeds=[1.0]")
+    run(strings_config(tiny_fsdd, *quick), tmp_path)
+    assert lengths == {"test": {loud + quiet}, "training": {loud}}
+
+
 def test_a_new_reader_starts_from_the_configs_seed_whatever_drew_before(
     tiny_fsdd: Path, stand_in_weights: None
 ) -> None:

@@ -24,7 +24,7 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,10 @@ CONDITIONS: dict[str, tuple[int, tuple[float, float], float | None]] = {
 ISOLATED = "isolated digits"
 SPOKEN: dict[str, int] = {"espeak-ng, unheard voices, 4 digits": 4, "... 10 digits": 10}
 """Test phrases by espeak-ng voices whose variants no training phrase used: digits per phrase."""
+TEST_TRIM_DB = 40.0
+"""Test clips and phrases are cut this many dB below their loudest 10 ms, deeper than training's
+`strings.synthesis.trim_db`: at 30 dB a quiet speaker's "s" of "six" (31-39 dB down in
+yweweler's clips) is cut off, and a test string would hold a word nobody said in full."""
 
 
 FINETUNE_LR_SCALE = 0.1
@@ -75,18 +79,22 @@ Frames = list[np.ndarray]
 Labels = list[list[int]]
 
 
-def speaker_pools(root: Path, sample_rate: int, trim_db: float) -> dict[str, list]:
-    """Each speaker's (digit, clip trimmed to its speech) pairs."""
+def speaker_pools(root: Path, sample_rate: int) -> dict[str, list]:
+    """Each speaker's (digit, clip) pairs, as recorded (mean removed) at `sample_rate`."""
     pools: dict[str, list] = {}
     for rec in index_recordings(find_recordings_dir(root)):
         wave, rate = decode_audio(rec.path)
-        clip = resample_array(wave - wave.mean(), rate, sample_rate)
         pools.setdefault(rec.speaker, []).append(
-            (rec.digit, trim_to_speech(clip, sample_rate, trim_db))
+            (rec.digit, resample_array(wave - wave.mean(), rate, sample_rate))
         )
     if len(pools) < 2:
         raise SdcError(f"strings.root: {root} holds {len(pools)} speaker(s); folds need two")
     return pools
+
+
+def trimmed(pool: list, sample_rate: int, trim_db: float) -> list:
+    """The pool's (digit, clip) pairs, each clip cut to its speech (`trim_to_speech`)."""
+    return [(digit, trim_to_speech(clip, sample_rate, trim_db)) for digit, clip in pool]
 
 
 def pitch_shifted(
@@ -355,7 +363,8 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
     speeds = list(cfg.test_time_speeds)
     if not speeds or not speeds_in_range(speeds):
         raise SdcError(f"strings.test_time_speeds: expected {SPEEDS}, got {speeds}")
-    pools = speaker_pools(Path(cfg.root), cfg.sample_rate, cfg.synthesis.trim_db)
+    recorded = speaker_pools(Path(cfg.root), cfg.sample_rate)
+    pools = {s: trimmed(p, cfg.sample_rate, cfg.synthesis.trim_db) for s, p in recorded.items()}
     speakers = sorted(pools)
     folds = speakers if cfg.folds is None else list(cfg.folds)
     unknown = sorted(set(folds) - set(speakers))
@@ -387,9 +396,10 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
         log.info("%d espeak-ng training strings embedded", len(waves))
     spoken_tests: dict[str, tuple[list, Labels]] = {}
     if folds:
+        test_cut = replace(cfg.synthesis, trim_db=TEST_TRIM_DB)
         for k, (name, digits) in enumerate(SPOKEN.items()):
             waves, labels = spoken_strings(
-                cfg.test_strings, cfg.synthesis, cfg.sample_rate, 20_000 + k, True, digits
+                cfg.test_strings, test_cut, cfg.sample_rate, 20_000 + k, True, digits
             )
             spoken_tests[name] = (waves, labels)
     writer = SummaryWriter(str(out / "tensorboard"))
@@ -398,7 +408,8 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
         # Seeded by the speaker, not the fold's place in the list: a fold run alone
         # (`strings.folds=[nicolas]`) tests the strings it tests in the full run.
         seed = 10_000 + speakers.index(held)
-        sets = test_sets(pools[held], cfg.test_strings, cfg.sample_rate, seed)
+        test_pool = trimmed(recorded[held], cfg.sample_rate, TEST_TRIM_DB)
+        sets = test_sets(test_pool, cfg.test_strings, cfg.sample_rate, seed)
         frames = [f for s in speakers if s != held for f in train[s][0]] + spoken[0]
         labels = [d for s in speakers if s != held for d in train[s][1]] + spoken[1]
         fold_reader = new_reader(cfg)
