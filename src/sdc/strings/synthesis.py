@@ -34,8 +34,9 @@ class SynthesisConfig:
     isolated-digit recipe's `pitch_shift`, for voices higher and lower than FSDD's six men."""
     pitch_semitones: tuple[float, float] = option((-3.0, 7.0), low=-12.0, high=12.0)
     trim_db: float = option(30.0, above=0.0)
-    """Each training clip is cut where quieter than this many dB below its loudest 10 ms: FSDD's own
-    trimming leaves up to a few hundred ms of silence, which would be a pause."""
+    """Each training clip is cut where quieter than this many dB below its loudest 10 ms:
+    FSDD's own trimming leaves up to a few hundred ms of silence, which would be a pause (test
+    clips: `sdc.strings.train.TEST_TRIM_DB`)."""
 
 
 def trim_to_speech(clip: np.ndarray, sample_rate: int, trim_db: float) -> np.ndarray:
