@@ -31,6 +31,11 @@ def wav_bytes(wave: np.ndarray, rate: int = SAMPLE_RATE, subtype: str = "PCM_16"
     return buffer.getvalue()
 
 
+def as_uploaded(wave: np.ndarray) -> np.ndarray:
+    """`wave` as the service hears it: written to 16-bit WAV and read back."""
+    return sf.read(io.BytesIO(wav_bytes(wave)), dtype="float32")[0]
+
+
 def joined(digits: list[int], gap_seconds: float = 0.5) -> np.ndarray:
     gap = np.zeros(int(gap_seconds * SAMPLE_RATE))
     return np.concatenate([gap, *(np.concatenate([digit_tone(d, 1, 0), gap]) for d in digits)])
@@ -73,14 +78,14 @@ def test_predict_answers_what_the_model_answers_in_process(
     server: str, local: Recognizer, digit: int
 ) -> None:
     wave = np.concatenate([np.zeros(2000), digit_tone(digit, 2, 1), np.zeros(3000)])
-    expected = local.predict_waves([wave.astype(np.float32)])[0]
+    expected = local.predict_waves([as_uploaded(wave)])[0]
     for reply in (
         post_file(f"{server}/v1/predict", wav_bytes(wave)),
         request(f"{server}/v1/predict", wav_bytes(wave), "audio/wav", "POST"),
     ):
         assert reply.status == 200, reply.body
         assert reply.body["digit"] == expected.label
-        assert reply.body["confidence"] == pytest.approx(expected.confidence, abs=1e-3)
+        assert reply.body["confidence"] == pytest.approx(expected.confidence, abs=1e-5)
         assert [t["label"] for t in reply.body["top"]] == [label for label, _ in expected.top]
         assert reply.body["speech"] is True
         assert 0.2 < reply.body["start"] < reply.body["end"] < reply.body["duration"]
@@ -316,7 +321,7 @@ def test_the_load_test_reports_throughput_latency_and_no_errors(
 
 @pytest.mark.parametrize("kind", ["checkpoint", "torchscript"])
 def test_checkpoints_and_torchscript_are_served_like_onnx(
-    kind: str, tiny_checkpoint: Path, tmp_path: Path, local: Recognizer
+    kind: str, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     from sdc.inference.export import export_torchscript
 
@@ -324,9 +329,11 @@ def test_checkpoints_and_torchscript_are_served_like_onnx(
     if kind == "torchscript":
         model = export_torchscript(load_classifier(tiny_checkpoint), tmp_path / "tiny.pt")
     wave = digit_tone(4, 1, 1)
-    expected = local.predict_waves([wave.astype(np.float32)])[0]
+    # The same file in this process, not the ONNX export: on an AVX2 CPU the two differ by 2e-3
+    # in confidence on this barely trained model, and serving must add nothing.
+    expected = Recognizer.load(model).predict_waves([as_uploaded(wave)])[0]
     with serving(model) as url:
         assert request(f"{url}/v1/model").body["format"] == kind
         reply = post_file(f"{url}/v1/predict", wav_bytes(wave))
     assert reply.status == 200 and reply.body["digit"] == expected.label
-    assert reply.body["confidence"] == pytest.approx(expected.confidence, abs=1e-3)
+    assert reply.body["confidence"] == pytest.approx(expected.confidence, abs=1e-5)
