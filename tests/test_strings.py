@@ -19,7 +19,6 @@ from conftest import SAMPLE_RATE, digit_tone
 from sdc.config import config_dir
 from sdc.errors import SdcError
 from sdc.inference.recognizer import Prediction, Transcript, load_transcriber
-from sdc.inference.stream import listen
 from sdc.strings.config import StringsConfig
 from sdc.strings.cut_at_pauses import SUFFIX, models_by_held_out_speaker
 from sdc.strings.reader import (
@@ -176,16 +175,32 @@ def test_sdc_strings_tests_its_folds_and_saves_a_model_transcribe_reads(
     assert json.loads((tmp_path / "strings.json").read_text())["folds"] == payload["folds"]
 
     model = tmp_path / "model.ckpt"
-    recognizer = load_transcriber(model)
-    assert isinstance(recognizer, StringRecognizer)
+    # Every digit labelled, so that this barely trained model's answers are compared whole
+    # rather than on which side of the threshold each falls.
+    recognizer = load_transcriber(model, threshold=0.0)
+    assert isinstance(recognizer, StringRecognizer) and len(recognizer.reader.test_time_speeds) > 1
+    # One hearing: a faster or slower view's frames fall where its own start puts them, so
+    # views of the live buffer and of the whole recording hear from other points (here: 0.07
+    # apart in confidence).
+    recognizer.reader.test_time_speeds = (1.0,)
     said = [3, 8, 1]
+    # 1.2 s of silence each side: more than the reader hears around a frame (1.03 s).
     wave, _ = join(
-        [digit_tone(d, 1, 2).astype(np.float32) for d in said], [0.0, 0.0], RATE, (0.3, 0.3)
+        [digit_tone(d, 1, 2).astype(np.float32) for d in said], [0.0, 0.0], RATE, (1.2, 1.2)
     )
     transcript = recognizer.transcribe(wave)
+    assert transcript.segments
     assert all(0 <= s.start <= s.end <= len(wave) / RATE for s in transcript.segments)
-    heard = list(listen(recognizer, (wave[i : i + 1000] for i in range(0, len(wave), 1000))))
-    assert [d.label for d in heard] == [s.label for s in transcript.segments if s.label]
+    # Live, the reader waits until it has heard as much after a digit as the whole read has.
+    # (By default it waits 0.3 s: sooner, on less of what follows, so it may read otherwise.)
+    assert isinstance(recognizer.listener(), StringListener)
+    engine = StringListener(recognizer, settle_seconds=1.1)
+    heard = [d for i in range(0, len(wave), 1000) for d in engine.feed(wave[i : i + 1000])]
+    heard += engine.flush()
+    assert [d.label for d in heard] == [s.label for s in transcript.segments]
+    for live, whole in zip(heard, transcript.segments, strict=True):
+        assert (live.start, live.end) == pytest.approx((whole.start, whole.end), abs=1e-6)
+        assert live.confidence == pytest.approx(whole.confidence, abs=1e-4)
 
     # The isolated-digit commands refuse it in one line.
     with pytest.raises(SdcError, match="a digit-string reader"):
