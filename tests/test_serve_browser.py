@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from scipy.signal import butter, sosfiltfilt
 
 pytest.importorskip("fastapi", reason="sdc serve needs the serve extra: pip install 'sdc[serve]'")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
@@ -216,14 +217,19 @@ def test_real_speech_through_the_page(
     model = export_onnx(load_classifier(checkpoint), run / "fsdd.onnx")
     local = Recognizer.load(model)
     # Clips of a speaker the page must get right by the model's own account: the test is of
-    # the page and the service, not of a 30-second model.
+    # the page and the service, not of a 30-second model. Chromium's fake microphone resamples
+    # the file and loses what lies above 3.5 kHz (-14 dB at 3.8 kHz), on which such a model
+    # may hang a digit (jackson's 4s: 0.88 as recorded, 0.46 through the microphone), so each
+    # clip must also be read right without that band.
+    band = butter(10, 3500, fs=SAMPLE_RATE, output="sos")
     folder = fsdd_root / "recordings"
     clips = {}
-    for digit in (4, 1, 5, 9, 2, 6):
+    for digit in (4, 1, 5, 9, 2, 6, 0, 8, 3, 7):
         for take in range(5):
-            path = folder / f"{digit}_jackson_{take}.wav"
-            if local.predict_files([path])[0].label == str(digit):
-                clips[digit] = local.read(path)
+            wave = local.read(folder / f"{digit}_jackson_{take}.wav")
+            muffled = sosfiltfilt(band, wave).astype(np.float32)
+            if all(p.label == str(digit) for p in local.predict_waves([wave, muffled])):
+                clips[digit] = wave
                 break
     assert len(clips) >= 4, "the quick model knows too few of jackson's clips"
     gap = np.zeros(3200, dtype=np.float32)
