@@ -219,7 +219,7 @@ def test_real_speech_through_the_page(
     # Clips of a speaker the page must get right by the model's own account: the test is of
     # the page and the service, not of a 30-second model. Chromium's fake microphone resamples
     # the file and loses what lies above 3.5 kHz (-14 dB at 3.8 kHz), on which such a model
-    # may hang a digit (jackson's 4s: 0.88 as recorded, 0.46 through the microphone), so each
+    # may hang a digit (jackson's first 4: 0.88 as recorded, 0.31 through the page), so each
     # clip must also be read right without that band.
     band = butter(10, 3500, fs=SAMPLE_RATE, output="sos")
     folder = fsdd_root / "recordings"
