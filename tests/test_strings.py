@@ -18,7 +18,10 @@ from omegaconf import OmegaConf
 from conftest import SAMPLE_RATE, digit_tone
 from sdc.config import config_dir
 from sdc.errors import SdcError
-from sdc.inference.recognizer import Prediction, Transcript, load_transcriber
+from sdc.inference.listen import parse_args as listen_args
+from sdc.inference.predict import parse_args as predict_args
+from sdc.inference.recognizer import DEFAULT_THRESHOLD, Prediction, Transcript, load_transcriber
+from sdc.inference.transcribe import parse_args as transcribe_args
 from sdc.strings.config import StringsConfig
 from sdc.strings.cut_at_pauses import SUFFIX, models_by_held_out_speaker
 from sdc.strings.reader import (
@@ -28,10 +31,10 @@ from sdc.strings.reader import (
     DigitStringReader,
     greedy_read,
 )
-from sdc.strings.recognizer import StringListener, StringRecognizer
+from sdc.strings.recognizer import READER_THRESHOLD, StringListener, StringRecognizer
 from sdc.strings.scoring import edit_distance
 from sdc.strings.synthesis import SynthesisConfig, join, training_strings, trim_to_speech
-from sdc.strings.train import CONDITIONS, ISOLATED, SPOKEN, run
+from sdc.strings.train import CONDITIONS, ISOLATED, SPOKEN, run, save_reader
 from speech_embedding_stand_in import stand_in
 
 RATE = SAMPLE_RATE
@@ -82,6 +85,34 @@ def test_greedy_reading_merges_repeats_drops_blanks_and_keeps_a_double_digit() -
     assert read[2].end == pytest.approx(read[2].start + MAX_DIGIT_SECONDS)
     assert read[1].start - read[0].start == pytest.approx(3 * FRAME_SECONDS)
     assert greedy_read(log_probs.log_softmax(-1), reader, duration=0.1)[-1].end == 0.1
+
+
+def test_a_reader_keeps_every_digit_it_reads_unless_told_a_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "reader.ckpt"
+    labels = tuple(str(d) for d in range(10))
+    save_reader(DigitStringReader(labels, {}, RATE, 0.4), StringsConfig("r", "w"), path)
+    recognizer = load_transcriber(path)  # as `sdc transcribe` and `sdc listen` load it
+    assert isinstance(recognizer, StringRecognizer) and recognizer.threshold == READER_THRESHOLD
+    strict = load_transcriber(path, threshold=0.6)
+    assert isinstance(strict, StringRecognizer) and strict.threshold == 0.6
+    # A "4" the reader is unsure of (0.45, against 0.35 for "9"), then a sure "2".
+    probs = torch.full((6, 11), 1e-4)
+    probs[:, 10] = 1.0  # blank
+    probs[1, [4, 9, 10]] = torch.tensor([0.45, 0.35, 0.2])
+    probs[4, [2, 10]] = torch.tensor([0.99, 0.01])
+    log_probs = (probs / probs.sum(-1, keepdim=True)).log()
+    for model in (recognizer, strict):
+        monkeypatch.setattr(model.reader, "read_log_probs", lambda wave: log_probs)
+    wave = np.zeros(RATE, np.float32)
+    assert recognizer.transcribe(wave).text == "42"
+    unsure = strict.transcribe(wave)
+    assert unsure.text == "2" and [s.label for s in unsure.segments] == [None, "2"]
+    # The commands leave the default to the model only where a reader may be given.
+    assert transcribe_args(["m.ckpt", "a.wav"]).threshold is None
+    assert listen_args(["m.ckpt", "--wav", "a.wav"]).threshold is None
+    assert predict_args(["m.ckpt", "a.wav"]).threshold == DEFAULT_THRESHOLD
 
 
 def test_edit_distance() -> None:

@@ -21,7 +21,7 @@ from sdc.inference.stream import PCM_FORMATS, file_chunks, listen, microphone_ch
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="sdc listen", description=__doc__.split("\n\n")[1])
-    add_model_arguments(parser)
+    add_model_arguments(parser, readers=True)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--wav", type=Path, help="listen to an audio file instead")
     source.add_argument("--stdin", action="store_true", help="listen to raw PCM on stdin")

@@ -92,13 +92,16 @@ def write_csv(predictions: Sequence[Prediction], path: Path) -> None:
             )
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, readers: bool = False) -> None:
+    """The model and `--threshold`; `readers`: the command also takes a digit-string reader,
+    whose default threshold is its own (None here)."""
     parser.add_argument("model", type=Path, help="a .ckpt, an exported .onnx or TorchScript .pt")
+    meaning = f"below this probability the answer is 'no digit' (default {DEFAULT_THRESHOLD}"
     parser.add_argument(
         "--threshold",
         type=probability,
-        default=DEFAULT_THRESHOLD,
-        help=f"below this probability the answer is 'no digit' (default {DEFAULT_THRESHOLD})",
+        default=None if readers else DEFAULT_THRESHOLD,
+        help=meaning + ("; a digit-string reader: 0, every digit read)" if readers else ")"),
     )
 
 

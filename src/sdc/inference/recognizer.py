@@ -394,17 +394,20 @@ def load_batch_per_core(path: str | Path, **kwargs: object) -> Recognizer:
 
 
 def load_transcriber(
-    path: str | Path, threshold: float = DEFAULT_THRESHOLD
+    path: str | Path, threshold: float | None = None
 ) -> Recognizer | StringRecognizer:
     """What `sdc transcribe` and `sdc listen` read with: a digit-string reader's checkpoint as
-    one (no pauses needed), any other model as a `Recognizer` (cuts at pauses)."""
+    one (no pauses needed), any other model as a `Recognizer` (cuts at pauses). `threshold`:
+    None for each kind's own default (`DEFAULT_THRESHOLD`; a reader's `READER_THRESHOLD`)."""
+    isolated = DEFAULT_THRESHOLD if threshold is None else threshold
     if Path(path).suffix.lower() in EXPORT_SUFFIXES:
-        return Recognizer.load(path, threshold=threshold)  # no torch for an ONNX export
-    from sdc.strings.recognizer import StringRecognizer, is_string_reader
+        return Recognizer.load(path, threshold=isolated)  # no torch for an ONNX export
+    from sdc.strings.recognizer import READER_THRESHOLD, StringRecognizer, is_string_reader
 
     if is_string_reader(path):
-        return StringRecognizer.from_checkpoint(path, threshold=threshold)
-    return Recognizer.load(path, threshold=threshold)
+        reader = READER_THRESHOLD if threshold is None else threshold
+        return StringRecognizer.from_checkpoint(path, threshold=reader)
+    return Recognizer.load(path, threshold=isolated)
 
 
 def _with_file(prediction: Prediction, file: str) -> Prediction:

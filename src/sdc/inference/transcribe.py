@@ -2,7 +2,8 @@
 
 For a phone number or PIN said with pauses: the speech is cut into utterances by energy (see
 `sdc.audio.vad`), each is classified, and the digits come out in order with their times.
-Utterances below the threshold are listed as "-" and left out of the string.
+Utterances below the threshold are listed as "-" and left out of the string. A digit-string
+reader (`sdc strings`) needs no pauses, and by default keeps every digit it reads.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def format_transcript(file: str, transcript: Transcript) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="sdc transcribe", description=__doc__.split("\n\n")[1])
-    add_model_arguments(parser)
+    add_model_arguments(parser, readers=True)
     parser.add_argument("inputs", nargs="+", type=Path, help="audio files")
     parser.add_argument("--json", type=output_file, help="also write the transcripts as JSON here")
     return parser.parse_args(argv)
