@@ -31,7 +31,12 @@ from sdc.strings.reader import (
     DigitStringReader,
     greedy_read,
 )
-from sdc.strings.recognizer import READER_THRESHOLD, StringListener, StringRecognizer
+from sdc.strings.recognizer import (
+    READER_THRESHOLD,
+    StringListener,
+    StringRecognizer,
+    ended_by_silence,
+)
 from sdc.strings.scoring import edit_distance
 from sdc.strings.synthesis import SynthesisConfig, join, training_strings, trim_to_speech
 from sdc.strings.train import CONDITIONS, ISOLATED, SPOKEN, run, save_reader
@@ -115,6 +120,18 @@ def test_a_reader_keeps_every_digit_it_reads_unless_told_a_threshold(
     assert predict_args(["m.ckpt", "a.wav"]).threshold == DEFAULT_THRESHOLD
 
 
+def test_a_digit_followed_by_silence_ends_where_its_speech_does() -> None:
+    apart = np.array([[0.5, 0.9], [1.3, 1.6]])  # two digits with a pause between
+    assert ended_by_silence(0.45, 0.95, apart) == pytest.approx(0.9)  # was start + 0.5 s
+    assert ended_by_silence(1.25, 1.75, apart) == pytest.approx(1.6)
+    joined = np.array([[0.5, 2.0]])  # said without a pause: one stretch of speech
+    assert ended_by_silence(0.5, 0.8, joined) == 0.8  # the next digit's start stays the end
+    assert ended_by_silence(1.7, 2.2, joined) == pytest.approx(2.0)  # the last: where speech ends
+    # Read where no speech was found near it (noise everywhere, or speech starting later): kept.
+    assert ended_by_silence(1.0, 1.3, np.array([[1.25, 1.6]])) == 1.3
+    assert ended_by_silence(1.0, 1.3, np.zeros((0, 2))) == 1.3
+
+
 def test_edit_distance() -> None:
     assert edit_distance([1, 2, 3], [1, 2, 3]) == 0
     assert edit_distance([1, 3], [1, 2, 3]) == 1
@@ -147,7 +164,7 @@ def test_the_string_listener_tells_each_digit_once_soon_after_it_ends() -> None:
     assert [end for end, _ in told] == pytest.approx([e for _, e in bursts], abs=0.02)
     for end, at in told:
         # Told within the settle time, plus one hop of the engine and one chunk of the feed.
-        assert at - end <= 0.3 + 3 * FRAME_SECONDS + hop / RATE
+        assert at - end <= 0.3 + engine.hop / RATE + hop / RATE
 
 
 @pytest.fixture
@@ -223,7 +240,7 @@ def test_sdc_strings_tests_its_folds_and_saves_a_model_transcribe_reads(
     assert transcript.segments
     assert all(0 <= s.start <= s.end <= len(wave) / RATE for s in transcript.segments)
     # Live, the reader waits until it has heard as much after a digit as the whole read has.
-    # (By default it waits 0.3 s: sooner, on less of what follows, so it may read otherwise.)
+    # (By default it waits 0.2 s: sooner, on less of what follows, so it may read otherwise.)
     assert isinstance(recognizer.listener(), StringListener)
     engine = StringListener(recognizer, settle_seconds=1.1)
     heard = [d for i in range(0, len(wave), 1000) for d in engine.feed(wave[i : i + 1000])]
