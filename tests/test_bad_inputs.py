@@ -86,6 +86,9 @@ ARGPARSE_CASES = [
     ("sweep-report", ["{missing}"], "{missing}"),
     ("sweep-report", ["{file}"], "{file}"),
     ("sweep-report", ["{a_folder}"], "{a_folder}"),
+    ("live-reading", ["{ckpt}", "nicolas"], "{ckpt}"),  # not a digit-string reader
+    ("live-reading", ["{garbage_ckpt}", "nicolas"], "{garbage_ckpt}"),
+    ("live-reading", ["{missing_ckpt}", "nicolas"], "{missing_ckpt}"),
 ]
 
 HYDRA_CASES = [

@@ -150,6 +150,7 @@ COMMANDS = {
     "bench": ("sdc.lab.bench", "speed and memory on this machine (Hydra overrides)"),
     "loadtest": ("sdc.lab.loadtest", "sdc serve under concurrent clients: requests/s, latency"),
     "sweep-report": ("sdc.lab.sweep_report", "rank a sweep's trials"),
+    "live-reading": ("sdc.lab.live_reading", "a digit-string reader live against whole reads"),
 }
 HYDRA_COMMANDS = ("train", "evaluate", "results", "bench", "strings")
 
