@@ -7,7 +7,8 @@ speaker's isolated digits, and phrases by espeak-ng voices of variants never tra
 given `strings.segmenters`, the same strings cut at pauses as `sdc transcribe` cuts them). Then
 (`strings.final`) one reader is trained on every speaker and saved as `model.ckpt`, which
 `sdc transcribe` reads. The run folder gets `strings.md` and `strings.json` (whole-string
-accuracy and digit error rate per condition and fold) and TensorBoard's loss curves.
+accuracy and digit error rate per condition and fold), each fold's reader (`fold_SPEAKER.ckpt`)
+and TensorBoard's loss curves.
 
 The embedding's bottom is frozen, so what it makes of each training string is computed once
 (float16), and masked afresh every epoch (`strings.masks`); its last `strings.finetune_layers`
@@ -414,6 +415,8 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
         labels = [d for s in speakers if s != held for d in train[s][1]] + spoken[1]
         fold_reader = new_reader(cfg)
         fit(fold_reader, frames, labels, cfg, writer, f"fold_{held}")
+        # Kept: a reader that never heard `held`, to try live (`sdc live-reading`) or by ear.
+        save_reader(fold_reader, cfg, out / f"fold_{held}.ckpt")
         # Tested as `sdc transcribe` reads: the whole embedding, fine-tuned top included.
         table[held] = {
             name: score(fold_reader, waves, digits)
