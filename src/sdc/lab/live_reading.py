@@ -28,14 +28,13 @@ from sdc.lab.machine import summary
 from sdc.strings.reader import FRAME_SECONDS
 from sdc.strings.recognizer import StringListener, StringRecognizer, is_string_reader
 from sdc.strings.synthesis import join
-from sdc.strings.train import TEST_TRIM_DB, speaker_pools, trimmed
+from sdc.strings.train import CONDITIONS, TEST_TRIM_DB, speaker_pools, trimmed
 
 KINDS: dict[str, tuple[int, tuple[float, float]]] = {
-    "4 digits, no pause": (4, (-0.03, 0.0)),
-    "10 digits, no pause": (10, (-0.03, 0.0)),
-    "4 digits, 0.1-0.3 s pauses": (4, (0.1, 0.3)),
+    name: CONDITIONS[name][:2]
+    for name in ("4 digits, no pause", "10 digits, no pause", "4 digits, 0.1-0.3 s pauses")
 }
-"""Strings streamed: digits and gap range (s; below 0 a crossfaded overlap), as `sdc strings`."""
+"""Strings streamed: digits and gap range (s; below 0 a crossfaded overlap), `sdc strings`'s."""
 TAIL_SECONDS = 1.0
 """Silence streamed after each string, beyond the settle time, so its last digit is told."""
 
