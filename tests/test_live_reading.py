@@ -24,7 +24,7 @@ class BurstReader:
 
     sample_rate = SAMPLE_RATE
 
-    def transcribe(self, wave: np.ndarray) -> Transcript:
+    def transcribe(self, wave: np.ndarray, start: int = 0) -> Transcript:
         loud = np.abs(wave) > 0.05
         edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(int), [0]])))
         spans = edges.reshape(-1, 2) / SAMPLE_RATE

@@ -90,11 +90,12 @@ class StringRecognizer:
         return read_at(path, self.sample_rate)
 
     @torch.no_grad()
-    def transcribe(self, wave: npt.ArrayLike) -> Transcript:
-        """The digits in a recording at the model's rate, in order, each with its times."""
+    def transcribe(self, wave: npt.ArrayLike, start: int = 0) -> Transcript:
+        """The digits in a recording at the model's rate, in order, each with its times.
+        `start`: its first sample in a longer stream (`DigitStringReader.read_log_probs`)."""
         wave = np.asarray(wave, dtype=np.float32).reshape(-1)
         wave = wave - np.float32(wave.mean()) if len(wave) else wave
-        log_probs = self.reader.read_log_probs(torch.from_numpy(wave))
+        log_probs = self.reader.read_log_probs(torch.from_numpy(wave), start)
         if log_probs.shape[0] == 0:
             return Transcript([])
         duration = len(wave) / self.sample_rate
@@ -170,10 +171,10 @@ class StringListener:
 
     def _read(self) -> list[Prediction]:
         rate = self.recognizer.sample_rate
-        offset = (self.seen - len(self.buffer)) / rate
-        newest = self.seen / rate
+        start = self.seen - len(self.buffer)  # the buffer's first sample in the stream
+        offset, newest = start / rate, self.seen / rate
         told = []
-        for digit in self.recognizer.transcribe(self.buffer).segments:
+        for digit in self.recognizer.transcribe(self.buffer, start).segments:
             middle = offset + (digit.start + digit.end) / 2
             if offset + digit.end > newest - self.settle or middle <= self.told_until + 0.12:
                 continue
