@@ -110,7 +110,7 @@ def test_a_reader_keeps_every_digit_it_reads_unless_told_a_threshold(
     probs[4, [2, 10]] = torch.tensor([0.99, 0.01])
     log_probs = (probs / probs.sum(-1, keepdim=True)).log()
     for model in (recognizer, strict):
-        monkeypatch.setattr(model.reader, "read_log_probs", lambda wave: log_probs)
+        monkeypatch.setattr(model.reader, "read_log_probs", lambda wave, start: log_probs)
     wave = np.zeros(RATE, np.float32)
     assert recognizer.transcribe(wave).text == "42"
     unsure = strict.transcribe(wave)
