@@ -141,9 +141,9 @@ class DigitStringReader(nn.Module):
 
         `start`: the recording's first sample in a longer stream (a live buffer's). Each view
         begins on the stream's own grid of that view's frames, so a buffer's views hear from
-        the points the whole recording's views hear from; begun where the buffer begins, a
-        listener and `transcribe` read nicolas's 10-digit strings alike 84% of the time, as
-        many as with one view alone (94%) once begun on the grid (docs/results.md)."""
+        the points the whole recording's views hear from. Nicolas's 10-digit strings read live
+        and whole came out alike 84% of the time with views begun where the buffer begins, 94%
+        with views begun on the grid, as with one view alone (docs/results.md)."""
         frames = self.frame_count(wave.shape[-1])
         nothing = torch.zeros(0, len(self.labels) + 1)
         if frames == 0:
