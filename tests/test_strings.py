@@ -133,6 +133,17 @@ def test_a_digit_followed_by_silence_ends_where_its_speech_does() -> None:
     assert ended_by_silence(1.0, 1.3, np.zeros((0, 2))) == 1.3
 
 
+def test_a_recording_ending_before_a_views_first_frame_is_read_without_that_view() -> None:
+    labels = tuple(str(d) for d in range(10))
+    reader = DigitStringReader(labels, {}, RATE, 0.4, test_time_speeds=(0.925, 1.0, 1.075)).eval()
+    wave = torch.randn(300, generator=torch.Generator().manual_seed(0)) * 0.1
+    # 300 samples from stream sample 5: the slower and faster views' grids start 587 and 683
+    # samples on, past the end, so only the recording as it is is heard.
+    late = reader.read_log_probs(wave, start=5)
+    reader.test_time_speeds = (1.0,)
+    assert torch.allclose(late.exp(), reader.read_log_probs(wave).exp(), atol=1e-6)
+
+
 def test_edit_distance() -> None:
     assert edit_distance([1, 2, 3], [1, 2, 3]) == 0
     assert edit_distance([1, 3], [1, 2, 3]) == 1

@@ -158,6 +158,8 @@ class DigitStringReader(nn.Module):
                 played = round(speed * rate)  # the rate the recording is taken to have
                 period = round(FRAME_SECONDS * played)  # samples between the view's frames
                 skip = -start % period
+                if skip >= heard.shape[-1]:  # the recording ends before the view's first frame
+                    continue
                 heard = torchaudio.functional.resample(heard[:, skip:], played, rate)
             count = self.frame_count(heard.shape[-1])
             if count:  # a faster view of a very short recording may be too short to hear
