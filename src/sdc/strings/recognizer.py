@@ -132,7 +132,7 @@ class StringListener:
     same audio from hop to hop and a digit's times do not jitter.
 
     A hop of one frame (80 ms) and 0.2 s to settle tell a digit 0.25-0.27 s after its end
-    (median; 90th percentile 0.32-0.39 s), where three frames and 0.3 s took 0.41-0.47 s; as
+    (median; 90th percentile 0.32-0.39 s), where three frames and 0.3 s took 0.42-0.47 s; as
     many strings came out right, on a held-out speaker's strings with and without pauses
     (docs/results.md). Each hop reads `buffer_seconds` again: about 40 ms on one thread of the
     2-core VM, half a core."""
