@@ -25,7 +25,6 @@ from sdc.cli import ArgumentParser, output_file, positive_float, positive_int, u
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.lab.machine import summary
-from sdc.strings.reader import FRAME_SECONDS
 from sdc.strings.recognizer import StringListener, StringRecognizer, is_string_reader
 from sdc.strings.synthesis import join
 from sdc.strings.train import CONDITIONS, TEST_TRIM_DB, speaker_pools, trimmed
@@ -61,27 +60,26 @@ def make_strings(
 
 def stream(
     recognizer: StringRecognizer, wave: np.ndarray, hop_frames: int, settle: float
-) -> list[tuple[str, float]]:
+) -> tuple[list[tuple[str, float]], int]:
     """Each digit the listener tells for `wave` streamed one hop at a time, with the stream
-    time (s) it was told at."""
+    time (s) it was told at; and the hops it took."""
     engine = StringListener(recognizer, hop_frames=hop_frames, settle_seconds=settle)
     rate = recognizer.sample_rate
     tail = np.zeros(round((settle + TAIL_SECONDS) * rate), np.float32)
     audio = np.concatenate([wave, tail])
     told = []
-    for at in range(0, len(audio), engine.hop):
+    hops = range(0, len(audio), engine.hop)
+    for at in hops:
         for digit in engine.feed(audio[at : at + engine.hop]):
             if digit.label is not None:
                 told.append((digit.label, engine.seen / rate))
-    return told
+    return told, len(hops)
 
 
 def measure(
     recognizer: StringRecognizer, strings: dict[str, list[Made]], hop_frames: int, settle: float
 ) -> dict[str, dict[str, float | None]]:
     """The figures the module docstring lists, per kind of string."""
-    rate = recognizer.sample_rate
-    hop = round(hop_frames * FRAME_SECONDS * rate)
     figures = {}
     for name, made in strings.items():
         right_whole = right_live = alike = hops = 0
@@ -90,15 +88,15 @@ def measure(
         for wave, said, times in made:
             whole = [s.label for s in recognizer.transcribe(wave).segments if s.label is not None]
             started = time.process_time()
-            told = stream(recognizer, wave, hop_frames, settle)
+            told, streamed = stream(recognizer, wave, hop_frames, settle)
             cpu += time.process_time() - started
+            hops += streamed
             live = [label for label, _ in told]
             right_whole += whole == said
             right_live += live == said
             alike += live == whole
             if len(told) == len(said):  # each told digit is the one said in its place
                 delays += [at - end for (_, at), (_, end) in zip(told, times, strict=True)]
-            hops += -(-(len(wave) + round((settle + TAIL_SECONDS) * rate)) // hop)
         figures[name] = {
             "strings": len(made),
             "right_whole": right_whole / len(made),
