@@ -25,7 +25,7 @@ from sdc.cli import ArgumentParser, output_file, positive_float, positive_int, u
 from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.lab.machine import summary
-from sdc.strings.recognizer import StringListener, StringRecognizer, is_string_reader
+from sdc.strings.recognizer import StringListener, StringRecognizer
 from sdc.strings.synthesis import join
 from sdc.strings.train import CONDITIONS, TEST_TRIM_DB, speaker_pools, trimmed
 
@@ -142,11 +142,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     with user_errors():
-        if not args.reader.is_file() or not is_string_reader(args.reader):
-            raise SdcError(f"{args.reader}: expected a digit-string reader's checkpoint")
+        # One line naming the file if it is missing, unreadable or not a reader.
+        recognizer = StringRecognizer.from_checkpoint(args.reader)
         root = args.root or Path(os.environ.get("SDC_DATA_DIR", "data/fsdd"))
         torch.set_num_threads(1)  # as a listener shares a laptop with everything else
-        recognizer = StringRecognizer.from_checkpoint(args.reader)
         rate = recognizer.sample_rate
         pools = speaker_pools(root, rate)
         if args.speaker not in pools:
