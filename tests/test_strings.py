@@ -36,7 +36,6 @@ from sdc.strings.recognizer import (
     StringListener,
     StringRecognizer,
     ended_by_silence,
-    is_string_reader,
 )
 from sdc.strings.scoring import edit_distance
 from sdc.strings.synthesis import SynthesisConfig, join, training_strings, trim_to_speech
@@ -234,7 +233,8 @@ def test_sdc_strings_tests_its_folds_and_saves_a_model_transcribe_reads(
     assert "| 4 digits, 0.1-0.3 s pauses, cut at pauses |" in table
     assert json.loads((tmp_path / "strings.json").read_text())["folds"] == payload["folds"]
 
-    assert is_string_reader(tmp_path / "fold_carol.ckpt")  # the fold's reader, kept
+    # The fold's reader, kept, and read as one.
+    assert isinstance(load_transcriber(tmp_path / "fold_carol.ckpt"), StringRecognizer)
     model = tmp_path / "model.ckpt"
     # Every digit labelled, so that this barely trained model's answers are compared whole
     # rather than on which side of the threshold each falls.

@@ -104,10 +104,19 @@ def load_classifier(
 ) -> DigitClassifier:
     """The trained `DigitClassifier` of a checkpoint, in eval mode; `overrides` replace its
     hyperparameters that change no weight (`test_time_speeds`)."""
+    return classifier_from(read_checkpoint(path, map_location), path, map_location, **overrides)
+
+
+def classifier_from(
+    checkpoint: dict[str, Any],
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    **overrides: Any,
+) -> DigitClassifier:
+    """`load_classifier` of a checkpoint already read by `read_checkpoint` from `path`."""
     # Imported here so that reading metadata, and the ONNX path, never import Lightning.
     from sdc.training.module import DigitClassifier
 
-    checkpoint = read_checkpoint(path, map_location)
     if checkpoint["hyper_parameters"].get("kind") == "digit_strings":
         raise SdcError(
             f"{path}: a digit-string reader, which sdc transcribe and sdc listen use; this "

@@ -402,12 +402,14 @@ def load_transcriber(
     isolated = DEFAULT_THRESHOLD if threshold is None else threshold
     if Path(path).suffix.lower() in EXPORT_SUFFIXES:
         return Recognizer.load(path, threshold=isolated)  # no torch for an ONNX export
-    from sdc.strings.recognizer import READER_THRESHOLD, StringRecognizer, is_string_reader
+    from sdc.inference.checkpoint import classifier_from, read_checkpoint
+    from sdc.strings.recognizer import KIND, READER_THRESHOLD, StringRecognizer
 
-    if is_string_reader(path):
+    checkpoint = read_checkpoint(path)  # once, whichever kind it is
+    if checkpoint["hyper_parameters"].get("kind") == KIND:
         reader = READER_THRESHOLD if threshold is None else threshold
-        return StringRecognizer.from_checkpoint(path, threshold=reader)
-    return Recognizer.load(path, threshold=isolated)
+        return StringRecognizer.from_read(checkpoint, path, threshold=reader)
+    return Recognizer.from_module(classifier_from(checkpoint, path), threshold=isolated)
 
 
 def _with_file(prediction: Prediction, file: str) -> Prediction:

@@ -13,7 +13,7 @@ from sdc.audio.decode import read_at
 from sdc.audio.vad import find_speech
 from sdc.errors import SdcError, first_line
 from sdc.inference.checkpoint import read_checkpoint
-from sdc.inference.recognizer import EXPORT_SUFFIXES, Prediction, Transcript
+from sdc.inference.recognizer import Prediction, Transcript
 from sdc.strings.reader import FRAME_SECONDS, DigitStringReader, greedy_read
 
 KIND = "digit_strings"
@@ -26,13 +26,6 @@ READER_THRESHOLD = 0.0
 says where no digit is; a digit it is unsure of is still one that was said, so leaving it out
 only shortens the string (a reader trained without nicolas, his 4-digit strings without pauses:
 79% right with every digit, 64% with those under 0.6 left out; docs/results.md)."""
-
-
-def is_string_reader(path: str | Path) -> bool:
-    """Whether `path` is a digit-string reader's checkpoint (exports never are)."""
-    if Path(path).suffix.lower() in EXPORT_SUFFIXES:
-        return False
-    return read_checkpoint(path)["hyper_parameters"].get("kind") == KIND
 
 
 def ended_by_silence(start: float, end: float, speech: np.ndarray) -> float:
@@ -60,7 +53,13 @@ class StringRecognizer:
     def from_checkpoint(
         cls, path: str | Path, threshold: float = READER_THRESHOLD
     ) -> StringRecognizer:
-        checkpoint = read_checkpoint(path)
+        return cls.from_read(read_checkpoint(path), path, threshold)
+
+    @classmethod
+    def from_read(
+        cls, checkpoint: dict, path: str | Path, threshold: float = READER_THRESHOLD
+    ) -> StringRecognizer:
+        """`from_checkpoint` of a checkpoint already read by `read_checkpoint` from `path`."""
         hparams = checkpoint["hyper_parameters"]
         if hparams.get("kind") != KIND:
             raise SdcError(f"{path}: not a digit-string reader")
