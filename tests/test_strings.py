@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +20,19 @@ from conftest import SAMPLE_RATE, digit_tone
 from sdc.config import config_dir
 from sdc.errors import SdcError
 from sdc.inference.listen import parse_args as listen_args
+from sdc.inference.model_info import ModelInfo
 from sdc.inference.predict import parse_args as predict_args
-from sdc.inference.recognizer import DEFAULT_THRESHOLD, Prediction, Transcript, load_transcriber
+from sdc.inference.recognizer import (
+    DEFAULT_THRESHOLD,
+    Prediction,
+    Recognizer,
+    Transcript,
+    load_transcriber,
+)
 from sdc.inference.transcribe import parse_args as transcribe_args
 from sdc.strings.config import StringsConfig
 from sdc.strings.cut_at_pauses import SUFFIX, models_by_held_out_speaker
+from sdc.strings.naming import DigitNamer
 from sdc.strings.reader import (
     FRAME_SECONDS,
     MAX_DIGIT_SECONDS,
@@ -39,7 +48,7 @@ from sdc.strings.recognizer import (
 )
 from sdc.strings.scoring import edit_distance
 from sdc.strings.synthesis import SynthesisConfig, join, training_strings, trim_to_speech
-from sdc.strings.train import CONDITIONS, ISOLATED, SPOKEN, run, save_reader
+from sdc.strings.train import CONDITIONS, ISOLATED, NAMED, SPOKEN, run, save_reader
 from speech_embedding_stand_in import stand_in
 
 RATE = SAMPLE_RATE
@@ -120,6 +129,63 @@ def test_a_reader_keeps_every_digit_it_reads_unless_told_a_threshold(
     assert predict_args(["m.ckpt", "a.wav"]).threshold == DEFAULT_THRESHOLD
 
 
+def test_a_namer_overrules_the_reader_only_where_it_is_the_surer() -> None:
+    labels = tuple(str(d) for d in range(10))
+    reader = DigitStringReader(labels, {}, RATE, 0.4)
+    # An isolated-digit model whose classes run 9..0, sure of "7" in the first window it is
+    # given and unsure ("3" 0.4, "5" 0.3) in the second.
+    answers = np.full((2, 10), 0.3 / 8)
+    answers[0] = 0.0001
+    answers[0, 9 - 7] = 1.0 - 0.0009
+    answers[1, [9 - 3, 9 - 5]] = [0.4, 0.3]
+    windows: list[np.ndarray] = []
+
+    def backend(batch: np.ndarray) -> np.ndarray:
+        windows.append(batch)
+        return np.log(answers[: len(batch)])
+
+    info = ModelInfo(labels[::-1], RATE, RATE, {}, {})
+    namer = DigitNamer(Recognizer(backend, info), reader, "model.ckpt")
+    # The reader: unsure between "1" and "7" at frame 1, sure of "5" at frame 4.
+    probs = torch.full((6, 11), 1e-4)
+    probs[:, 10] = 1.0
+    probs[1, [1, 7, 10]] = torch.tensor([0.5, 0.4, 0.1])
+    probs[4, [5, 10]] = torch.tensor([0.99, 0.01])
+    log_probs = (probs / probs.sum(-1, keepdim=True)).log()
+    wave = np.random.default_rng(0).normal(0, 0.1, 2 * RATE).astype(np.float32)
+    digits = greedy_read(log_probs, reader, 2.0)
+    assert [d.label for d in digits] == [1, 5]
+    named = namer.name(digits, log_probs, wave)
+    assert [d.label for d in named] == [7, 5]
+    assert [(d.start, d.end) for d in named] == [(d.start, d.end) for d in digits]
+    assert named[0].confidence > 0.99 and named[1].confidence > 0.99
+    assert windows[0].shape == (2, RATE)  # each digit in the namer's window
+    assert namer.name([], log_probs, wave) == []
+    # A namer must hear what the reader hears and name the same digits.
+    with pytest.raises(SdcError, match=r"model\.ckpt: an isolated-digit model at 16000 Hz"):
+        DigitNamer(
+            Recognizer(backend, ModelInfo(labels, 16000, RATE, {}, {})), reader, "model.ckpt"
+        )
+    with pytest.raises(SdcError, match=r"model\.ckpt: labels"):
+        DigitNamer(
+            Recognizer(backend, ModelInfo(labels[:9], RATE, RATE, {}, {})), reader, "model.ckpt"
+        )
+
+
+def test_a_namer_goes_with_a_reader_and_is_an_isolated_digit_model(tmp_path: Path) -> None:
+    labels = tuple(str(d) for d in range(10))
+    path = tmp_path / "reader.ckpt"
+    save_reader(DigitStringReader(labels, {}, RATE, 0.4), StringsConfig("r", "w"), path)
+    with pytest.raises(SdcError, match=r"reader\.ckpt: a digit-string reader; expected"):
+        load_transcriber(path, namer=path)
+    with pytest.raises(SdcError, match=r"--namer: .*x\.onnx is an isolated-digit model"):
+        load_transcriber(tmp_path / "x.onnx", namer=path)
+    with pytest.raises(SdcError, match="no such checkpoint file"):
+        load_transcriber(path, namer=tmp_path / "missing.ckpt")
+    assert transcribe_args(["m.ckpt", "a.wav", "--namer", "best.ckpt"]).namer == Path("best.ckpt")
+    assert listen_args(["m.ckpt", "--namer", "best.ckpt"]).namer == Path("best.ckpt")
+
+
 def test_a_digit_followed_by_silence_ends_where_its_speech_does() -> None:
     apart = np.array([[0.5, 0.9], [1.3, 1.6]])  # two digits with a pause between
     assert ended_by_silence(0.45, 0.95, apart) == pytest.approx(0.9)  # was start + 0.5 s
@@ -154,10 +220,15 @@ class ToneReader:
 
     sample_rate = RATE
 
-    def transcribe(self, wave: np.ndarray, start: int = 0) -> Transcript:
+    def transcribe(
+        self,
+        wave: np.ndarray,
+        start: int = 0,
+        wanted: Callable[[float, float], bool] | None = None,
+    ) -> Transcript:
         loud = np.convolve(np.abs(wave) > 0.05, np.ones(80), "same") > 0
         edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(int), [0]])))
-        spans = edges.reshape(-1, 2) / RATE
+        spans = [(s, e) for s, e in edges.reshape(-1, 2) / RATE if wanted is None or wanted(s, e)]
         return Transcript([Prediction("7", 0.9, [("7", 0.9)], True, s, e) for s, e in spans])
 
 
@@ -218,7 +289,13 @@ def test_sdc_strings_tests_its_folds_and_saves_a_model_transcribe_reads(
     )
     payload = run(cfg, tmp_path)
     fold = payload["folds"]["carol"]
-    assert set(fold) == {*CONDITIONS, ISOLATED, *SPOKEN, *(c + SUFFIX for c in CONDITIONS)}
+    assert set(fold) == {
+        *CONDITIONS,
+        ISOLATED,
+        *SPOKEN,
+        *(c + SUFFIX for c in CONDITIONS),
+        *(c + NAMED for c in [*CONDITIONS, ISOLATED]),
+    }
     # Cutting at pauses hears digits said without one as fewer digits than were said.
     assert fold["10 digits, no pause" + SUFFIX]["digit_error_rate"] > 0.3
     assert fold["... 10 digits"]["n"] == 20
@@ -231,6 +308,7 @@ def test_sdc_strings_tests_its_folds_and_saves_a_model_transcribe_reads(
     assert "| 10 digits, no pause |" in table and "(carol)" in table
     assert "| espeak-ng, unheard voices, 4 digits |" in table
     assert "| 4 digits, 0.1-0.3 s pauses, cut at pauses |" in table
+    assert f"| 10 digits, no pause{NAMED} |" in table
     assert json.loads((tmp_path / "strings.json").read_text())["folds"] == payload["folds"]
 
     # The fold's reader, kept, and read as one.
@@ -260,6 +338,21 @@ def test_sdc_strings_tests_its_folds_and_saves_a_model_transcribe_reads(
     assert [d.label for d in heard] == [s.label for s in transcript.segments]
     for live, whole in zip(heard, transcript.segments, strict=True):
         assert (live.start, live.end) == pytest.approx((whole.start, whole.end), abs=1e-6)
+        assert live.confidence == pytest.approx(whole.confidence, abs=1e-4)
+
+    # With the isolated-digit model naming the digits: the same digits found, at the same
+    # times, and live as whole.
+    named = load_transcriber(model, 0.0, tiny_checkpoint)
+    assert isinstance(named, StringRecognizer) and named.namer is not None
+    named_whole = named.transcribe(wave)
+    assert [(s.start, s.end) for s in named_whole.segments] == [
+        (s.start, s.end) for s in transcript.segments
+    ]
+    engine = StringListener(named, settle_seconds=1.1)
+    heard = [d for i in range(0, len(wave), 1000) for d in engine.feed(wave[i : i + 1000])]
+    heard += engine.flush()
+    assert [d.label for d in heard] == [s.label for s in named_whole.segments]
+    for live, whole in zip(heard, named_whole.segments, strict=True):
         assert live.confidence == pytest.approx(whole.confidence, abs=1e-4)
 
     # The isolated-digit commands refuse it in one line.

@@ -41,7 +41,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     with user_errors():
-        recognizer = load_transcriber(args.model, threshold=args.threshold)
+        recognizer = load_transcriber(args.model, args.threshold, args.namer)
         if args.wav is not None:
             chunks = file_chunks(recognizer, args.wav, realtime=args.realtime)
         elif args.stdin:

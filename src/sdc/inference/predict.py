@@ -103,6 +103,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, readers: bool = False) 
         default=None if readers else DEFAULT_THRESHOLD,
         help=meaning + ("; a digit-string reader: 0, every digit read)" if readers else ")"),
     )
+    if readers:
+        parser.add_argument(
+            "--namer",
+            type=Path,
+            help="with a digit-string reader: an isolated-digit model (a .ckpt or an export of "
+            "best, say) that names each digit the reader finds with it",
+        )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

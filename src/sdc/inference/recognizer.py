@@ -394,13 +394,19 @@ def load_batch_per_core(path: str | Path, **kwargs: object) -> Recognizer:
 
 
 def load_transcriber(
-    path: str | Path, threshold: float | None = None
+    path: str | Path, threshold: float | None = None, namer: str | Path | None = None
 ) -> Recognizer | StringRecognizer:
     """What `sdc transcribe` and `sdc listen` read with: a digit-string reader's checkpoint as
     one (no pauses needed), any other model as a `Recognizer` (cuts at pauses). `threshold`:
-    None for each kind's own default (`DEFAULT_THRESHOLD`; a reader's `READER_THRESHOLD`)."""
+    None for each kind's own default (`DEFAULT_THRESHOLD`; a reader's `READER_THRESHOLD`).
+    `namer`: an isolated-digit model naming a reader's digits with it (`sdc.strings.naming`)."""
     isolated = DEFAULT_THRESHOLD if threshold is None else threshold
+    not_a_reader = (
+        f"--namer: {path} is an isolated-digit model; a namer goes with a digit-string reader"
+    )
     if Path(path).suffix.lower() in EXPORT_SUFFIXES:
+        if namer is not None:
+            raise SdcError(not_a_reader)
         return Recognizer.load(path, threshold=isolated)  # no torch for an ONNX export
     from sdc.inference.checkpoint import classifier_from, read_checkpoint
     from sdc.strings.recognizer import KIND, READER_THRESHOLD, StringRecognizer
@@ -408,7 +414,9 @@ def load_transcriber(
     checkpoint = read_checkpoint(path)  # once, whichever kind it is
     if checkpoint["hyper_parameters"].get("kind") == KIND:
         reader = READER_THRESHOLD if threshold is None else threshold
-        return StringRecognizer.from_read(checkpoint, path, threshold=reader)
+        return StringRecognizer.from_read(checkpoint, path, reader, namer)
+    if namer is not None:
+        raise SdcError(not_a_reader)
     return Recognizer.from_module(classifier_from(checkpoint, path), threshold=isolated)
 
 

@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     failed = False
     records = []
     with user_errors():
-        recognizer = load_transcriber(args.model, threshold=args.threshold)
+        recognizer = load_transcriber(args.model, args.threshold, args.namer)
         for path in args.inputs:
             try:
                 transcript = recognizer.transcribe_file(path)

@@ -199,6 +199,8 @@ class ReadDigit:
     confidence: float
     start: float
     end: float
+    frame: int = 0
+    """Its peak frame: where its probabilities are read."""
 
 
 def greedy_read(
@@ -225,6 +227,6 @@ def greedy_read(
     for k, (label, first, after) in enumerate(runs):
         following = starts[k + 1] if k + 1 < len(runs) else duration
         end = min(following, starts[k] + MAX_DIGIT_SECONDS, duration)
-        peak = float(probs[first:after, label].max())
-        read.append(ReadDigit(label, peak, min(starts[k], end), end))
+        frame = first + int(probs[first:after, label].argmax())
+        read.append(ReadDigit(label, float(probs[frame, label]), min(starts[k], end), end, frame))
     return read

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from sdc.audio.vad import find_speech
 from sdc.errors import SdcError, first_line
 from sdc.inference.checkpoint import read_checkpoint
 from sdc.inference.recognizer import Prediction, Transcript
+from sdc.strings.naming import DigitNamer
 from sdc.strings.reader import FRAME_SECONDS, DigitStringReader, greedy_read
 
 KIND = "digit_strings"
@@ -43,21 +45,36 @@ def ended_by_silence(start: float, end: float, speech: np.ndarray) -> float:
 class StringRecognizer:
     """Reads the digits in a recording, said with or without pauses, with their times."""
 
-    def __init__(self, reader: DigitStringReader, threshold: float = READER_THRESHOLD) -> None:
+    def __init__(
+        self,
+        reader: DigitStringReader,
+        threshold: float = READER_THRESHOLD,
+        namer: str | Path | None = None,
+    ) -> None:
+        """`namer`: an isolated-digit model that names each digit found with the reader
+        (`sdc.strings.naming`)."""
         if not 0.0 <= threshold <= 1.0:
             raise SdcError(f"threshold: expected a probability in [0, 1], got {threshold}")
         self.reader = reader.eval()
         self.threshold = threshold
+        self.namer = None if namer is None else DigitNamer.load(namer, self.reader)
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, threshold: float = READER_THRESHOLD
+        cls,
+        path: str | Path,
+        threshold: float = READER_THRESHOLD,
+        namer: str | Path | None = None,
     ) -> StringRecognizer:
-        return cls.from_read(read_checkpoint(path), path, threshold)
+        return cls.from_read(read_checkpoint(path), path, threshold, namer)
 
     @classmethod
     def from_read(
-        cls, checkpoint: dict, path: str | Path, threshold: float = READER_THRESHOLD
+        cls,
+        checkpoint: dict,
+        path: str | Path,
+        threshold: float = READER_THRESHOLD,
+        namer: str | Path | None = None,
     ) -> StringRecognizer:
         """`from_checkpoint` of a checkpoint already read by `read_checkpoint` from `path`."""
         hparams = checkpoint["hyper_parameters"]
@@ -75,7 +92,7 @@ class StringRecognizer:
             reader.load_state_dict(checkpoint["state_dict"])
         except Exception as err:  # a config or weights that do not fit this version of sdc
             raise SdcError(f"{path}: cannot rebuild the reader ({first_line(err)})") from None
-        return cls(reader, threshold)
+        return cls(reader, threshold, namer)
 
     @property
     def sample_rate(self) -> int:
@@ -89,9 +106,16 @@ class StringRecognizer:
         return read_at(path, self.sample_rate)
 
     @torch.no_grad()
-    def transcribe(self, wave: npt.ArrayLike, start: int = 0) -> Transcript:
+    def transcribe(
+        self,
+        wave: npt.ArrayLike,
+        start: int = 0,
+        wanted: Callable[[float, float], bool] | None = None,
+    ) -> Transcript:
         """The digits in a recording at the model's rate, in order, each with its times.
-        `start`: its first sample in a longer stream (`DigitStringReader.read_log_probs`)."""
+        `start`: its first sample in a longer stream (`DigitStringReader.read_log_probs`).
+        `wanted(start, end)` (s): only the digits it accepts are named and kept (a listener's:
+        those settled and not yet told, so that a namer runs once a digit)."""
         wave = np.asarray(wave, dtype=np.float32).reshape(-1)
         wave = wave - np.float32(wave.mean()) if len(wave) else wave
         log_probs = self.reader.read_log_probs(torch.from_numpy(wave), start)
@@ -99,8 +123,17 @@ class StringRecognizer:
             return Transcript([])
         duration = len(wave) / self.sample_rate
         speech = find_speech(wave, self.sample_rate) / self.sample_rate
+        found = [
+            (digit, ended_by_silence(digit.start, digit.end, speech))
+            for digit in greedy_read(log_probs, self.reader, duration)
+        ]
+        if wanted is not None:
+            found = [(digit, end) for digit, end in found if wanted(digit.start, end)]
+        digits = [digit for digit, _ in found]
+        if self.namer is not None:
+            digits = self.namer.name(digits, log_probs, wave)
         segments = []
-        for digit in greedy_read(log_probs, self.reader, duration):
+        for digit, (_, end) in zip(digits, found, strict=True):
             label = self.labels[digit.label]
             segments.append(
                 Prediction(
@@ -109,7 +142,7 @@ class StringRecognizer:
                     top=[(label, digit.confidence)],
                     speech=True,
                     start=digit.start,
-                    end=ended_by_silence(digit.start, digit.end, speech),
+                    end=end,
                 )
             )
         return Transcript(segments)
@@ -173,7 +206,13 @@ class StringListener:
         start = self.seen - len(self.buffer)  # the buffer's first sample in the stream
         offset, newest = start / rate, self.seen / rate
         told = []
-        for digit in self.recognizer.transcribe(self.buffer, start).segments:
+
+        def settled_and_new(first: float, last: float) -> bool:
+            return offset + last <= newest - self.settle and (
+                offset + (first + last) / 2 > self.told_until + 0.12
+            )
+
+        for digit in self.recognizer.transcribe(self.buffer, start, settled_and_new).segments:
             middle = offset + (digit.start + digit.end) / 2
             if offset + digit.end > newest - self.settle or middle <= self.told_until + 0.12:
                 continue

@@ -49,6 +49,7 @@ from sdc.errors import SdcError
 from sdc.files import write_text
 from sdc.strings.config import StringsConfig
 from sdc.strings.cut_at_pauses import SUFFIX, models_by_held_out_speaker, score_cut_at_pauses
+from sdc.strings.naming import DigitNamer
 from sdc.strings.reader import DigitStringReader, greedy_read
 from sdc.strings.recognizer import KIND
 from sdc.strings.scoring import string_scores
@@ -67,6 +68,9 @@ CONDITIONS: dict[str, tuple[int, tuple[float, float], float | None]] = {
 """Test strings: digits, gap range (s; below 0 a crossfaded overlap), SNR (None: clean)."""
 ISOLATED = "isolated digits"
 SPOKEN: dict[str, int] = {"espeak-ng, unheard voices, 4 digits": 4, "... 10 digits": 10}
+NAMED = ", named with the isolated-digit model too"
+"""Appended to a test condition's name for the reader's row with the fold's isolated-digit
+model (`strings.segmenters`) naming each digit it finds (`sdc.strings.naming`)."""
 """Test phrases by espeak-ng voices whose variants no training phrase used: digits per phrase."""
 TEST_TRIM_DB = 40.0
 """Test clips and phrases are cut this many dB below their loudest 10 ms, deeper than training's
@@ -276,14 +280,22 @@ def masked(
 
 @torch.no_grad()
 def score(
-    reader: DigitStringReader, waves: Sequence[np.ndarray], labels: Labels
+    reader: DigitStringReader,
+    waves: Sequence[np.ndarray],
+    labels: Labels,
+    namer: DigitNamer | None = None,
 ) -> dict[str, float]:
     """Whole-string accuracy, and digit error rate (edit distance over the digits said), of
-    each recording read as `sdc transcribe` reads it (at the reader's test-time speeds)."""
+    each recording read as `sdc transcribe` reads it (at the reader's test-time speeds; with
+    `namer`, as `sdc transcribe --namer` reads it)."""
     pairs = []
     for wave, said in zip(waves, labels, strict=True):
-        log_probs = reader.read_log_probs(torch.from_numpy(np.asarray(wave, np.float32)))
-        pairs.append(([d.label for d in greedy_read(log_probs, reader, math.inf)], said))
+        wave = np.asarray(wave, np.float32)
+        log_probs = reader.read_log_probs(torch.from_numpy(wave))
+        digits = greedy_read(log_probs, reader, math.inf)
+        if namer is not None:
+            digits = namer.name(digits, log_probs, wave)
+        pairs.append(([d.label for d in digits], said))
     return string_scores(pairs)
 
 
@@ -323,7 +335,13 @@ def save_reader(reader: DigitStringReader, cfg: StringsConfig, path: Path) -> No
 def markdown(table: dict[str, dict[str, dict[str, float]]], folds: list[str]) -> str:
     """One row per condition; a fold without it (no segmenter given for it) reads n/a, and the
     mean and worst are over the folds that have it."""
-    order = [*CONDITIONS, ISOLATED, *SPOKEN, *(c + SUFFIX for c in CONDITIONS)]
+    order = [
+        *CONDITIONS,
+        ISOLATED,
+        *SPOKEN,
+        *(c + NAMED for c in [*CONDITIONS, ISOLATED]),
+        *(c + SUFFIX for c in CONDITIONS),
+    ]
     names = [n for n in order if any(n in table[f] for f in folds)]
     head = ["condition", "mean", "worst", *folds]
     lines = [
@@ -425,6 +443,9 @@ def run(cfg: StringsConfig, out: Path) -> dict[str, Any]:
         if held in segmenters:
             strings = {name: sets[name] for name in CONDITIONS}
             table[held].update(score_cut_at_pauses(segmenters[held], strings))
+            namer = DigitNamer.load(segmenters[held], fold_reader)
+            for name, (waves, digits) in sets.items():
+                table[held][name + NAMED] = score(fold_reader, waves, digits, namer)
         log.info("held out %s: %s", held, json.dumps(table[held]))
     payload: dict[str, Any] = {
         "folds": table,
