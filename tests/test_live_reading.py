@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,16 @@ class BurstReader:
 
     sample_rate = SAMPLE_RATE
 
-    def transcribe(self, wave: np.ndarray, start: int = 0) -> Transcript:
+    def transcribe(
+        self,
+        wave: np.ndarray,
+        start: int = 0,
+        wanted: Callable[[float, float], bool] | None = None,
+    ) -> Transcript:
         loud = np.abs(wave) > 0.05
         edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(int), [0]])))
         spans = edges.reshape(-1, 2) / SAMPLE_RATE
+        spans = [(s, e) for s, e in spans if wanted is None or wanted(s, e)]
         return Transcript([Prediction("7", 0.9, [("7", 0.9)], True, s, e) for s, e in spans])
 
 
