@@ -176,7 +176,9 @@ def test_a_namer_goes_with_a_reader_and_is_an_isolated_digit_model(tmp_path: Pat
     labels = tuple(str(d) for d in range(10))
     path = tmp_path / "reader.ckpt"
     save_reader(DigitStringReader(labels, {}, RATE, 0.4), StringsConfig("r", "w"), path)
-    with pytest.raises(SdcError, match=r"reader\.ckpt: a digit-string reader; expected"):
+    with pytest.raises(
+        SdcError, match=r"reader\.ckpt: a digit-string reader, which sdc transcribe"
+    ):
         load_transcriber(path, namer=path)
     with pytest.raises(SdcError, match=r"--namer: .*x\.onnx is an isolated-digit model"):
         load_transcriber(tmp_path / "x.onnx", namer=path)

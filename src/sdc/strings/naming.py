@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from sdc.errors import SdcError
-from sdc.inference.recognizer import EXPORT_SUFFIXES, Recognizer
+from sdc.inference.recognizer import Recognizer
 from sdc.strings.reader import DigitStringReader, ReadDigit
 
 
@@ -42,15 +42,9 @@ class DigitNamer:
 
     @classmethod
     def load(cls, path: str | Path, reader: DigitStringReader) -> DigitNamer:
-        """A checkpoint or an export of an isolated-digit model (`best`, say)."""
-        from sdc.inference.checkpoint import classifier_from, read_checkpoint
-
-        if Path(path).suffix.lower() in EXPORT_SUFFIXES:
-            return cls(Recognizer.load(path), reader, str(path))
-        checkpoint = read_checkpoint(path)
-        if checkpoint["hyper_parameters"].get("kind") is not None:
-            raise SdcError(f"{path}: a digit-string reader; expected an isolated-digit model")
-        return cls(Recognizer.from_module(classifier_from(checkpoint, path)), reader, str(path))
+        """A checkpoint or an export of an isolated-digit model (`best`, say); `Recognizer.load`
+        refuses a reader's checkpoint in one line."""
+        return cls(Recognizer.load(path), reader, str(path))
 
     def name(
         self, digits: list[ReadDigit], log_probs: torch.Tensor, wave: np.ndarray

@@ -68,10 +68,10 @@ CONDITIONS: dict[str, tuple[int, tuple[float, float], float | None]] = {
 """Test strings: digits, gap range (s; below 0 a crossfaded overlap), SNR (None: clean)."""
 ISOLATED = "isolated digits"
 SPOKEN: dict[str, int] = {"espeak-ng, unheard voices, 4 digits": 4, "... 10 digits": 10}
+"""Test phrases by espeak-ng voices whose variants no training phrase used: digits per phrase."""
 NAMED = ", named with the isolated-digit model too"
 """Appended to a test condition's name for the reader's row with the fold's isolated-digit
 model (`strings.segmenters`) naming each digit it finds (`sdc.strings.naming`)."""
-"""Test phrases by espeak-ng voices whose variants no training phrase used: digits per phrase."""
 TEST_TRIM_DB = 40.0
 """Test clips and phrases are cut this many dB below their loudest 10 ms, deeper than training's
 `strings.synthesis.trim_db`: at 30 dB a quiet speaker's "s" of "six" (31-39 dB down in
