@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from burst_reader import BurstReader
 from conftest import SAMPLE_RATE
 from sdc import cli
-from sdc.inference.recognizer import Prediction, Transcript
 from sdc.lab.live_reading import KINDS, make_strings, markdown, measure
 from sdc.strings.config import StringsConfig
 from sdc.strings.reader import DigitStringReader
@@ -18,24 +17,6 @@ from sdc.strings.train import save_reader
 
 LABELS = tuple(str(d) for d in range(10))
 PAUSES = "4 digits, 0.1-0.3 s pauses"
-
-
-class BurstReader:
-    """A stand-in reader: each burst of sound is a "7", from where it starts to where it ends."""
-
-    sample_rate = SAMPLE_RATE
-
-    def transcribe(
-        self,
-        wave: np.ndarray,
-        start: int = 0,
-        wanted: Callable[[float, float], bool] | None = None,
-    ) -> Transcript:
-        loud = np.abs(wave) > 0.05
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(int), [0]])))
-        spans = edges.reshape(-1, 2) / SAMPLE_RATE
-        spans = [(s, e) for s, e in spans if wanted is None or wanted(s, e)]
-        return Transcript([Prediction("7", 0.9, [("7", 0.9)], True, s, e) for s, e in spans])
 
 
 def test_each_digit_is_told_within_the_settle_time_and_a_hop_of_its_end() -> None:

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from burst_reader import BurstReader
 from conftest import SAMPLE_RATE, digit_tone
 from sdc.config import config_dir
 from sdc.errors import SdcError
@@ -24,9 +24,7 @@ from sdc.inference.model_info import ModelInfo
 from sdc.inference.predict import parse_args as predict_args
 from sdc.inference.recognizer import (
     DEFAULT_THRESHOLD,
-    Prediction,
     Recognizer,
-    Transcript,
     load_transcriber,
 )
 from sdc.inference.transcribe import parse_args as transcribe_args
@@ -217,29 +215,12 @@ def test_edit_distance() -> None:
     assert edit_distance([4, 1, 2, 3], [1, 2, 5]) == 2
 
 
-class ToneReader:
-    """A stand-in recognizer for the listener: each tone burst in the buffer is a "7"."""
-
-    sample_rate = RATE
-
-    def transcribe(
-        self,
-        wave: np.ndarray,
-        start: int = 0,
-        wanted: Callable[[float, float], bool] | None = None,
-    ) -> Transcript:
-        loud = np.convolve(np.abs(wave) > 0.05, np.ones(80), "same") > 0
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(int), [0]])))
-        spans = [(s, e) for s, e in edges.reshape(-1, 2) / RATE if wanted is None or wanted(s, e)]
-        return Transcript([Prediction("7", 0.9, [("7", 0.9)], True, s, e) for s, e in spans])
-
-
 def test_the_string_listener_tells_each_digit_once_soon_after_it_ends() -> None:
     bursts = [(0.5, 0.9), (1.0, 1.4), (1.45, 1.8), (4.6, 5.0)]  # the third follows at once
     stream = np.zeros(round(6.0 * RATE), np.float32)
     for start, end in bursts:
         stream[round(start * RATE) : round(end * RATE)] = 0.5
-    engine = StringListener(ToneReader(), settle_seconds=0.3)  # type: ignore[arg-type]
+    engine = StringListener(BurstReader(), settle_seconds=0.3)  # type: ignore[arg-type]
     told: list[tuple[float, float]] = []  # (end of the digit, stream time it was told at)
     hop = 400
     for i in range(0, len(stream), hop):
