@@ -49,3 +49,17 @@ def test_a_speaker_fsdd_lacks_is_one_line_naming_the_speakers_it_has(
     assert exit_.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "no 'nobody'" in errors[0] and "carol" in errors[0], errors
+
+
+def test_a_namer_that_is_missing_or_a_reader_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reader = tmp_path / "reader.ckpt"
+    save_reader(DigitStringReader(LABELS, {}, SAMPLE_RATE, 0.4), StringsConfig("r", "w"), reader)
+    missing = tmp_path / "none.ckpt"
+    for namer, says in [(missing, f"{missing}: no such"), (reader, f"{reader}: a digit-string")]:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["live-reading", str(reader), "carol", "--namer", str(namer)])
+        assert exit_.value.code == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and says in errors[0], errors

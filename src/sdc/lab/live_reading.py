@@ -1,12 +1,13 @@
-"""`sdc live-reading READER SPEAKER [--strings 100] [--hop-frames 1] [--settle 0.2]`: a
-digit-string reader live (`sdc listen`) against the whole recording (`sdc transcribe`).
+"""`sdc live-reading READER SPEAKER [--strings 100] [--hop-frames 1] [--settle 0.2] [--namer
+MODEL]`: a digit-string reader live (`sdc listen`) against the whole recording (`sdc transcribe`).
 
 Strings of SPEAKER's FSDD clips (cut as `sdc strings` cuts test clips) are joined with known
 times, without pauses and with 0.1-0.3 s pauses, then each is read whole and streamed through
 the listener one hop at a time. Reported per kind of string: how many came out right each way,
 how many the two read alike, how long after each digit's end (its clip's, not the reader's
 estimate) it was told, and the listener's CPU time per hop. Use a reader that never heard
-SPEAKER (a fold's) to see what a new voice gets. A benchmark: it asserts nothing.
+SPEAKER (a fold's) to see what a new voice gets, and `--namer` with an isolated-digit model that
+never heard SPEAKER either. A benchmark: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -135,6 +136,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--strings", type=positive_int, default=100, help="strings of each kind")
     parser.add_argument("--hop-frames", type=positive_int, default=1, help="the listener's hop")
     parser.add_argument("--settle", type=positive_float, default=0.2, help="the listener's (s)")
+    parser.add_argument(
+        "--namer", type=Path, help="an isolated-digit model naming each digit with the reader"
+    )
     parser.add_argument("--json", type=output_file, help="also write the figures as JSON here")
     return parser.parse_args(argv)
 
@@ -142,8 +146,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     with user_errors():
-        # One line naming the file if it is missing, unreadable or not a reader.
-        recognizer = StringRecognizer.from_checkpoint(args.reader)
+        # One line naming the file if it is missing, unreadable or not a reader (or the namer
+        # is not an isolated-digit model for it).
+        recognizer = StringRecognizer.from_checkpoint(args.reader, namer=args.namer)
         root = args.root or Path(os.environ.get("SDC_DATA_DIR", "data/fsdd"))
         torch.set_num_threads(1)  # as a listener shares a laptop with everything else
         rate = recognizer.sample_rate
@@ -156,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         cpu = max(f["cpu_ms_per_hop"] for f in figures.values())
         print(markdown(figures))
         print(
-            f"\nhop {args.hop_frames} frame(s), settle {args.settle} s: about {cpu:.0f} ms of one "
+            f"\nhop {args.hop_frames} frame(s), settle {args.settle} s"
+            f"{f', named with {args.namer}' if args.namer else ''}: about {cpu:.0f} ms of one "
             f"thread a hop; {summary()}"
         )
         if args.json:
