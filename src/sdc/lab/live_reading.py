@@ -160,10 +160,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         figures = measure(recognizer, strings, args.hop_frames, args.settle)
         cpu = max(f["cpu_ms_per_hop"] for f in figures.values())
         print(markdown(figures))
+        named = f", named with {args.namer}" if args.namer else ""
         print(
-            f"\nhop {args.hop_frames} frame(s), settle {args.settle} s"
-            f"{f', named with {args.namer}' if args.namer else ''}: about {cpu:.0f} ms of one "
-            f"thread a hop; {summary()}"
+            f"\nhop {args.hop_frames} frame(s), settle {args.settle} s{named}: about {cpu:.0f} ms "
+            f"of one thread a hop; {summary()}"
         )
         if args.json:
             payload = {"args": {k: str(v) for k, v in vars(args).items()}, "figures": figures}
